@@ -1,0 +1,19 @@
+# The app image. The database is a separate PostGIS service (docker-compose.yml),
+# so DATABASE_URL is always set here and no embedded cluster is started.
+FROM python:3.12-slim-bookworm
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+RUN apt-get update && apt-get install -y --no-install-recommends postgresql-client \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY gisplatform gisplatform
+COPY layers layers
+COPY tiles tiles
+COPY models3d models3d
+COPY migrations migrations
+RUN pip install --no-cache-dir -e .
+RUN useradd --system --home /app gis && mkdir -p /app/.gisplatform && chown gis /app/.gisplatform
+USER gis
+EXPOSE 8000
+# `up` applies migrations, then serves.
+CMD ["gisplatform", "up", "--host", "0.0.0.0"]

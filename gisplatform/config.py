@@ -1,0 +1,48 @@
+"""Settings: one object, read from the environment and `.env`.
+
+Every variable is `GISPLATFORM_<NAME>`; two well-known names are also accepted
+unprefixed because deployment tools set them: `DATABASE_URL` and `PORT`.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="GISPLATFORM_", env_file=".env", extra="ignore"
+    )
+
+    # External PostGIS. Empty = the project starts its own embedded cluster.
+    database_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DATABASE_URL", "GISPLATFORM_DATABASE_URL"),
+    )
+    # Where the embedded cluster, its password and generated files live.
+    data_dir: Path = REPO_ROOT / ".gisplatform"
+    pg_port: int = 55432
+    pg_host: str = "127.0.0.1"
+    # OS user that runs the embedded server when we are root (initdb refuses root).
+    pg_os_user: str = "postgres"
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, validation_alias=AliasChoices("PORT", "GISPLATFORM_PORT"))
+    workers: int = 1
+    pool_min: int = 1
+    pool_max: int = 10
+
+    @property
+    def pgdata(self) -> Path:
+        return self.data_dir / "pgdata"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""Database access: the embedded PostGIS manager, connections and migrations."""

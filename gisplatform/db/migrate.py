@@ -1,0 +1,39 @@
+"""Run the alembic migrations in `migrations/` against a database URL."""
+
+from __future__ import annotations
+
+from alembic import command
+from alembic.config import Config
+
+from ..config import REPO_ROOT
+
+
+def sqlalchemy_url(url: str) -> str:
+    """libpq URL -> SQLAlchemy URL using psycopg 3."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def alembic_config(url: str) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(REPO_ROOT / "migrations"))
+    # ConfigParser interpolation: a % in the password must be doubled.
+    cfg.set_main_option("sqlalchemy.url", sqlalchemy_url(url).replace("%", "%%"))
+    return cfg
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    command.upgrade(alembic_config(url), revision)
+
+
+def current(url: str) -> str | None:
+    """The applied revision, or None on a database never migrated."""
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        if conn.execute("select to_regclass('city.alembic_version')").fetchone()[0] is None:
+            return None
+        row = conn.execute("select version_num from city.alembic_version").fetchone()
+    return row[0] if row else None

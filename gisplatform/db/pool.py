@@ -1,0 +1,15 @@
+"""The app's connection pool (psycopg 3, async)."""
+
+from __future__ import annotations
+
+from psycopg_pool import AsyncConnectionPool
+
+
+def make_pool(url: str, min_size: int = 1, max_size: int = 10) -> AsyncConnectionPool:
+    # check_connection: a connection broken by a database restart is replaced on
+    # checkout instead of failing a request.
+    return AsyncConnectionPool(
+        url, min_size=min_size, max_size=max_size, open=False,
+        check=AsyncConnectionPool.check_connection,
+        kwargs={"application_name": "gisplatform"},
+    )

@@ -1,0 +1,107 @@
+"""Layer specifications and the DDL of their version tables.
+
+A layer is described once (name, geometry type, typed attributes); the version
+table `city.<table>_version`, its constraints and the snapshot view `city.<table>`
+all derive from that description, in migrations and in tests alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+SCHEMA = "city"
+SRID = 4490  # CGCS2000, the national geodetic datum: everything is stored in it
+
+
+@dataclass(frozen=True)
+class Attribute:
+    name: str
+    type: str  # SQL type, e.g. "text", "integer", "numeric(12,2)", "date"
+    required: bool = False
+    personal: bool = False  # masked for callers without a grant that unmasks it
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    name: str  # public id, e.g. "admin-areas" (collection id, tile layer name)
+    geometry_type: str  # PostGIS type: Point, MultiPolygon, ...
+    attributes: tuple[Attribute, ...] = ()
+    title: str = ""
+    description: str = ""
+    srid: int = SRID
+    extra: dict = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def table(self) -> str:
+        return self.name.replace("-", "_")
+
+    @property
+    def version_table(self) -> str:
+        return f"{self.table}_version"
+
+    @property
+    def attribute_names(self) -> tuple[str, ...]:
+        return tuple(a.name for a in self.attributes)
+
+    def attribute(self, name: str) -> Attribute:
+        for a in self.attributes:
+            if a.name == name:
+                return a
+        raise KeyError(name)
+
+
+def _q(ident: str) -> str:
+    """Quote an identifier for DDL (names come from code, not users; quoted anyway)."""
+    return '"' + ident.replace('"', '""') + '"'
+
+
+def create_sql(spec: LayerSpec) -> list[str]:
+    """Statements creating the version table, its indexes and the snapshot view."""
+    vt = f"{SCHEMA}.{_q(spec.version_table)}"
+    cols = ",\n  ".join(
+        f"{_q(a.name)} {a.type}{' not null' if a.required else ''}" for a in spec.attributes
+    )
+    attr_list = "".join(f", {_q(a.name)}" for a in spec.attributes)
+    t = spec.version_table
+    return [
+        f"""create table {vt} (
+  vid bigint generated always as identity,
+  fid text not null check (fid <> ''),
+  valid tstzrange not null check (not isempty(valid) and not lower_inf(valid)),
+  recorded tstzrange not null default tstzrange(now(), null)
+    check (not isempty(recorded) and not lower_inf(recorded)),
+  geom geometry({spec.geometry_type}, {spec.srid}) not null
+    check (not st_isempty(geom)){',' if cols else ''}
+  {cols}{',' if cols else ''}
+  primary key (fid, vid),
+  constraint {_q(t + '_no_overlap')} exclude using gist (fid with =, valid with &&)
+    where (upper_inf(recorded))
+)""",
+        # vid is unique by generation; not a unique index so Citus can shard by fid.
+        f"create index {_q(t + '_vid')} on {vt} (vid)",
+        f"create index {_q(t + '_geom')} on {vt} using gist (geom)",
+        f"create index {_q(t + '_valid')} on {vt} using gist (valid)",
+        f"create index {_q(t + '_recorded_lo')} on {vt} (lower(recorded))",
+        f"create index {_q(t + '_recorded_hi')} on {vt} (upper(recorded))"
+        " where not upper_inf(recorded)",
+        # Snapshot view: what QGIS users connecting straight to PostGIS see.
+        f"""create view {SCHEMA}.{_q(spec.table)} as
+select vid, fid, lower(valid) as valid_from, upper(valid) as valid_to, geom{attr_list}
+from {vt}
+where upper_inf(recorded) and valid @> now()""",
+        f"comment on table {vt} is {_lit(f'{spec.title or spec.name}: all versions (bitemporal)')}",
+        f"comment on view {SCHEMA}.{_q(spec.table)} is "
+        f"{_lit(f'{spec.title or spec.name}: current snapshot')}",
+    ]
+
+
+def drop_sql(spec: LayerSpec) -> list[str]:
+    return [
+        f"drop view if exists {SCHEMA}.{_q(spec.table)}",
+        f"drop table if exists {SCHEMA}.{_q(spec.version_table)}",
+    ]
+
+
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"

@@ -1,0 +1,62 @@
+"""Test fixtures: one throwaway PostGIS cluster per test session, real migrations."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from gisplatform.db import migrate
+from gisplatform.db.embedded import EmbeddedPostgres, free_port
+from gisplatform.temporal import Attribute, LayerSpec, TemporalStore, create_sql, drop_sql
+
+
+@pytest.fixture(scope="session")
+def pg():
+    # mkdtemp is 0700; the server user (postgres, when we are root) must traverse it.
+    root = Path(tempfile.mkdtemp(prefix="gisplatform-test-"))
+    os.chmod(root, 0o755)
+    cluster = EmbeddedPostgres(root, port=free_port(), durable=False)
+    try:
+        migrate.upgrade(cluster.start())
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def db_url(pg) -> str:
+    return pg.url()
+
+
+@pytest.fixture
+def conn(db_url):
+    with psycopg.connect(db_url, autocommit=True) as c:
+        yield c
+
+
+THING_ATTRS = (
+    Attribute("name", "text", required=True),
+    Attribute("floors", "integer"),
+    Attribute("owner_id", "text", personal=True),
+)
+
+
+@pytest.fixture
+def things(db_url):
+    """A fresh throwaway layer (Point, three attributes) and its store."""
+    spec = LayerSpec(name=f"t-{uuid.uuid4().hex[:8]}", geometry_type="Point",
+                     attributes=THING_ATTRS, title="test things")
+    with psycopg.connect(db_url, autocommit=True) as c:
+        for stmt in create_sql(spec):
+            c.execute(stmt)
+    yield TemporalStore(spec)
+    with psycopg.connect(db_url, autocommit=True) as c:
+        for stmt in drop_sql(spec):
+            c.execute(stmt)
