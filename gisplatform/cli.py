@@ -6,6 +6,7 @@ import os
 import shutil
 import time
 from functools import wraps
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -76,7 +77,9 @@ def db_status() -> None:
         if not running:
             raise typer.Exit(3)
     url = database_url(settings)
-    out.print(f"migration revision: {migrations.current(url) or 'none'}")
+    rev, head = migrations.current(url), migrations.head()
+    out.print(f"migration revision: {rev or 'none'}"
+              + ("" if rev == head else f" (newest is {head}: run `gisplatform db migrate`)"))
 
 
 @db_app.command("url")
@@ -110,6 +113,100 @@ def db_psql() -> None:
     os.execv(psql, [psql, url])
 
 
+@app.command("import")
+@friendly
+def import_(
+    layer: str = typer.Argument(..., help="Layer id, e.g. buildings, persons, cameras."),
+    file: Path = typer.Argument(..., help="GeoJSON, GeoPackage, Shapefile, FlatGeobuf or CSV."),
+    crs: str = typer.Option(None, help="Input CRS when the file has none or is wrong: CRS84, "
+                            "EPSG:4326, EPSG:4490, EPSG:3857, EPSG:4529/4530/4550/4551, GCJ02, BD09."),
+    valid_from: str = typer.Option(None, help="When the rows became true (ISO 8601 with zone); default now."),
+    mapping: Path = typer.Option(None, help="Column mapping file (TOML or JSON)."),
+    dry_run: bool = typer.Option(False, help="Check and count everything, write nothing."),
+    retire_missing: bool = typer.Option(False, help="Retire current features absent from the file."),
+    all_or_nothing: bool = typer.Option(False, help="Reject the whole file on the first bad row."),
+    rejects: Path = typer.Option(None, help="Where to write rejected rows (default ./<file>.rejects.csv)."),
+    source_layer: str = typer.Option(None, help="Layer inside a multi-layer file (GeoPackage)."),
+) -> None:
+    """Import a file into a layer as versions; bad rows go to a reject file with reasons."""
+    import psycopg
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from layers import get_layer
+    from layers.importer import ImportFailed, run_import, write_rejects
+
+    try:
+        target = get_layer(layer)
+    except KeyError as e:
+        err.print(f"[red]error:[/red] {e.args[0]}")
+        raise typer.Exit(2) from None
+    url = database_url(get_settings())
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), console=err, transient=True) as bar:
+        def factory(total: int):
+            task = bar.add_task(f"checking {file.name}", total=total)
+            return lambda n: bar.advance(task, n)
+        try:
+            with psycopg.connect(url) as conn:
+                report = run_import(conn, target, file, crs=crs, valid_from=valid_from,
+                                    mapping_path=mapping, dry_run=dry_run,
+                                    retire_missing=retire_missing, all_or_nothing=all_or_nothing,
+                                    source_layer=source_layer, progress_factory=factory)
+        except ImportFailed as e:
+            err.print(f"[red]error:[/red] {e}")
+            raise typer.Exit(1) from None
+    for w in report.warnings[:20]:
+        err.print(f"[yellow]warning:[/yellow] {w}")
+    if len(report.warnings) > 20:
+        err.print(f"[yellow]warning:[/yellow] … {len(report.warnings) - 20} more")
+    if report.rejected:
+        path = rejects or Path(f"{file.name}.rejects.csv")
+        write_rejects(path, report.rejected)
+        first = report.rejected[0]
+        err.print(f"{report.summary()}; first: row {first.number}: {first.reason}; all in {path}"
+                  + ("; --all-or-nothing: nothing written" if all_or_nothing else ""))
+        raise typer.Exit(1)
+    err.print(report.summary())
+
+
+@app.command()
+@friendly
+def demo(
+    size: str = typer.Option("small", help="small (seconds; tests, make run) or city (Fushun-sized)."),
+    seed: int = typer.Option(42, help="Same seed, same city."),
+    until: str = typer.Option(None, help="Cut-off instant (ISO 8601 with zone); default today 00:00 +08:00."),
+    replace: bool = typer.Option(False, help="Wipe the layers first if they hold data."),
+) -> None:
+    """Load the deterministic demo city (2018 → today), every layer, in one transaction."""
+    import resource
+
+    import psycopg
+
+    from gisplatform.temporal import TemporalError, parse_instant
+    from layers.demo import DemoRefused, load_demo
+
+    try:
+        cut = parse_instant(until) if until else None
+    except TemporalError as e:
+        err.print(f"[red]error:[/red] --until: {e}")
+        raise typer.Exit(2) from None
+    url = database_url(get_settings())
+    t = time.perf_counter()
+    try:
+        with psycopg.connect(url) as conn, err.status("generating and loading the demo city") as st:
+            counts = load_demo(conn, size, seed, cut, replace, on_layer=lambda name, n, secs: (
+                err.print(f"  {name:<22}{n:>10,} rows {secs:7.1f}s"),
+                st.update(f"loading after {name}")))
+    except DemoRefused as e:
+        err.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(1) from None
+    secs = time.perf_counter() - t
+    rows = sum(counts.values())
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    err.print(f"demo {size} seed {seed}: {rows:,} rows in {secs:.1f}s ({rows / secs:,.0f} rows/s), "
+              f"peak memory {peak:,.0f} MB")
+
+
 @app.command()
 @friendly
 def serve(
@@ -133,8 +230,17 @@ def up(
     port: int = typer.Option(None, help="Port (default 8000; PORT overrides)."),
     workers: int = typer.Option(None, help="Worker processes."),
 ) -> None:
-    """Everything: start the database (embedded unless DATABASE_URL), migrate, serve."""
-    _ensure_db()
+    """Everything: start the database (embedded unless DATABASE_URL), migrate, load the
+    small demo city when the layers are empty, serve."""
+    import psycopg
+
+    from layers.demo import is_empty
+
+    url = _ensure_db()
+    with psycopg.connect(url) as conn:
+        empty = is_empty(conn)
+    if empty:
+        demo(size="small", seed=42, until=None, replace=False)
     serve(host=host, port=port, workers=workers)
 
 

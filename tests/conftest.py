@@ -60,3 +60,28 @@ def things(db_url):
     with psycopg.connect(db_url, autocommit=True) as c:
         for stmt in drop_sql(spec):
             c.execute(stmt)
+
+
+def fresh_database(pg: EmbeddedPostgres, name: str) -> str:
+    """A new migrated database in the session's cluster; returns its URL."""
+    with psycopg.connect(pg.url("postgres"), autocommit=True) as c:
+        c.execute(f'drop database if exists "{name}"')
+        c.execute(f'create database "{name}"')
+    url = pg.url(name)
+    migrate.upgrade(url)
+    return url
+
+
+DEMO_UNTIL = "2026-11-01T00:00:00+08:00"
+
+
+@pytest.fixture(scope="session")
+def demo_url(pg) -> str:
+    """A database holding the small demo city, cut at DEMO_UNTIL (seed 42)."""
+    from gisplatform.temporal import parse_instant
+    from layers.demo import load_demo
+
+    url = fresh_database(pg, "demo")
+    with psycopg.connect(url) as c:
+        load_demo(c, "small", 42, parse_instant(DEMO_UNTIL))
+    return url

@@ -37,3 +37,10 @@ def current(url: str) -> str | None:
             return None
         row = conn.execute("select version_num from city.alembic_version").fetchone()
     return row[0] if row else None
+
+
+def head() -> str:
+    """The newest revision in `migrations/`."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config("postgresql://")).get_current_head()

@@ -11,11 +11,11 @@ from .errors import (
 )
 from .instants import parse_instant, parse_interval
 from .spec import SCHEMA, SRID, Attribute, LayerSpec, create_sql, drop_sql
-from .store import Feature, TemporalStore, write_transaction
+from .store import Feature, SyncResult, TemporalStore, write_transaction
 
 __all__ = [
     "Attribute", "ConflictError", "Feature", "InvalidFeatureError", "LayerSpec",
     "NaiveTimestampError", "OverlapError", "RetiredFeatureError", "SCHEMA", "SRID",
-    "TemporalError", "TemporalStore", "UnknownFeatureError", "create_sql", "drop_sql",
+    "SyncResult", "TemporalError", "TemporalStore", "UnknownFeatureError", "create_sql", "drop_sql",
     "parse_instant", "parse_interval", "write_transaction",
 ]

@@ -57,6 +57,16 @@ class Feature:
     valid_to: datetime | str | None = None
 
 
+@dataclass
+class SyncResult:
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    retired: int = 0
+    # (fid, reason): rows that could not be applied and were skipped
+    conflicts: list[tuple[str, str]] = field(default_factory=list)
+
+
 @contextmanager
 def write_transaction(conn: psycopg.Connection) -> Iterator[None]:
     """A REPEATABLE READ transaction, or a savepoint inside the caller's one.
@@ -114,7 +124,7 @@ class TemporalStore:
             if f.fid in seen:
                 raise InvalidFeatureError(f"{self.spec.name}: fid {f.fid!r} appears twice in one batch")
             seen.add(f.fid)
-            f.geometry = self._check_geometry(f.fid, f.geometry)
+            f.geometry = self.check_geometry(f.fid, f.geometry)
             unknown = set(f.properties) - names
             if unknown:
                 raise InvalidFeatureError(
@@ -130,7 +140,8 @@ class TemporalStore:
             out.append(f)
         return out
 
-    def _check_geometry(self, fid: str, geom) -> BaseGeometry:
+    def check_geometry(self, fid: str, geom) -> BaseGeometry:
+        """The geometry as stored (single promoted to multi), or InvalidFeatureError."""
         where = f"{self.spec.name}/{fid}"
         if not isinstance(geom, BaseGeometry):
             raise InvalidFeatureError(f"{where}: geometry missing or not a geometry")
@@ -246,16 +257,19 @@ class TemporalStore:
             self._copy_in(conn, feats, with_data=False)
             return self._close_current(conn, "retire")
 
-    def _close_current(self, conn: psycopg.Connection, what: str) -> int:
-        """For each staged fid, supersede its current version and record a copy whose
-        validity ends at the staged `vf`. Errors name every offending fid."""
+    def _close_current(self, conn: psycopg.Connection, what: str,
+                       only: list[str] | None = None) -> int:
+        """For each staged fid (or those in `only`), supersede its current version and
+        record a copy whose validity ends at the staged `vf`. Errors name every
+        offending fid."""
         rows = conn.execute(sql.SQL(
             "select s.fid, v.vid, lower(v.valid), upper(v.valid), coalesce(s.vf, now())"
             " from {stage} s left join lateral ("
             "   select vid, valid from {vt} v where v.fid = s.fid and upper_inf(v.recorded)"
             "   order by lower(v.valid) desc limit 1 for update) v on true"
+            " where %s::text[] is null or s.fid = any(%s::text[])"
             " order by s.ord"
-        ).format(stage=self._stage, vt=self.vt)).fetchall()
+        ).format(stage=self._stage, vt=self.vt), (only, only)).fetchall()
         unknown = [r[0] for r in rows if r[1] is None]
         if unknown:
             raise UnknownFeatureError(f"{self.spec.name}: cannot {what} unknown fid(s) {unknown[:10]}")
@@ -278,10 +292,88 @@ class TemporalStore:
         conn.execute(sql.SQL(
             "insert into {vt} (fid, valid, geom{attrs})"
             " select o.fid, tstzrange(lower(o.valid), coalesce(s.vf, now())), o.geom{o_attrs}"
-            " from {old} o join {stage} s using (fid)"
+            " from {old} o join {stage} s using (fid) where o.vid = any(%s)"
         ).format(vt=self.vt, attrs=attrs, old=self._old, stage=self._stage,
-                 o_attrs=sql.SQL("").join(sql.SQL(", o.") + a for a in self._attrs)))
+                 o_attrs=sql.SQL("").join(sql.SQL(", o.") + a for a in self._attrs)), (vids,))
         return len(vids)
+
+    def sync(self, conn: psycopg.Connection, features: Iterable[Feature],
+             valid_from: datetime | str | None = None,
+             retire_missing: bool = False) -> SyncResult:
+        """Make current knowledge match a full set of features (an import):
+        new fids are inserted, changed ones get a new version from their valid_from,
+        identical ones are left alone (re-importing a file changes nothing), and with
+        `retire_missing` current fids absent from the set are retired. Rows whose
+        valid_from does not come after their current version are skipped and reported."""
+        feats = self._check(features)
+        default_from = _instant(valid_from)
+        for f in feats:
+            f.valid_from = f.valid_from or default_from
+        same = sql.SQL(" and ").join(
+            [sql.SQL("st_orderingequals(v.geom, s.geom)")]
+            + [sql.SQL("v.{a} is not distinct from s.{a}").format(a=a) for a in self._attrs])
+        result = SyncResult()
+        with write_transaction(conn):
+            self._copy_in(conn, feats, with_data=True)
+            rows = conn.execute(sql.SQL(
+                "select s.fid, v.vid is not null, upper_inf(v.valid), {same},"
+                " coalesce(s.vf, now()) > lower(v.valid),"
+                " coalesce(s.vf, now()) >= coalesce(upper(v.valid), '-infinity')"
+                " from {stage} s left join lateral ("
+                "   select * from {vt} v where v.fid = s.fid and upper_inf(v.recorded)"
+                "   order by lower(v.valid) desc limit 1 for update) v on true order by s.ord"
+            ).format(same=same, stage=self._stage, vt=self.vt)).fetchall()
+            to_update, skip = [], []
+            for fid, known, is_open, identical, after_start, after_end in rows:
+                if not known:
+                    result.inserted += 1
+                elif is_open and identical:
+                    result.unchanged += 1
+                    skip.append(fid)
+                elif is_open and after_start:
+                    result.updated += 1
+                    to_update.append(fid)
+                elif not is_open and after_end:
+                    result.inserted += 1  # comes back after being retired
+                else:
+                    skip.append(fid)
+                    result.conflicts.append((fid, "valid_from is not after the current version's "
+                                             "start (or the retirement); correct it instead"))
+            missing: list[str] = []
+            if retire_missing:
+                missing = [r[0] for r in conn.execute(sql.SQL(
+                    "select v.fid from {vt} v where upper_inf(v.recorded) and upper_inf(v.valid)"
+                    " and not exists (select 1 from {stage} s where s.fid = v.fid)"
+                    " and lower(v.valid) < coalesce(%s::timestamptz, now())"
+                ).format(vt=self.vt, stage=self._stage), (default_from,))]
+            if skip:
+                conn.execute(sql.SQL("delete from {} where fid = any(%s)").format(self._stage),
+                             (skip,))
+            if to_update:
+                self._close_current(conn, "update", only=to_update)
+            attrs = sql.SQL("").join(sql.SQL(", ") + a for a in self._attrs)
+            conn.execute(sql.SQL(
+                "insert into {vt} (fid, valid, geom{attrs})"
+                " select fid, tstzrange(coalesce(vf, now()), vt), geom{attrs} from {stage}"
+            ).format(vt=self.vt, attrs=attrs, stage=self._stage))
+            if missing:
+                result.retired = self.retire(conn, missing, at=default_from)
+        return result
+
+    def backfill(self, conn: psycopg.Connection, rows: Iterable[tuple]) -> int:
+        """Bulk-load historical versions (demo data, migrations from other systems):
+        rows are (fid, valid_from, valid_to | None, geometry as EWKT/hex EWKB, *attributes
+        in spec order), several versions per fid allowed. The caller guarantees valid
+        data; the table's constraints (no overlap, non-empty ranges) still hold it to it."""
+        cols = [sql.Identifier(c) for c in ("fid", "valid", "geom")] + self._attrs
+        stmt = sql.SQL("copy {} ({}) from stdin").format(self.vt, sql.SQL(", ").join(cols))
+        n = 0
+        with write_transaction(conn), conn.cursor() as cur, cur.copy(stmt) as cp:
+            for fid, vf, vt, geom, *attrs in rows:
+                rng = f"[{vf.isoformat()},{vt.isoformat() if vt else ''})"
+                cp.write_row((fid, rng, geom, *attrs))
+                n += 1
+        return n
 
     def _supersede(self, conn: psycopg.Connection, vids: list[int]) -> None:
         """Close `recorded` of these versions (copied into the old-rows table first).
@@ -323,7 +415,7 @@ class TemporalStore:
                                     "correct the version that replaced it")
             fid = row[0]
             if geometry is not None:
-                geometry = self._check_geometry(fid, geometry)
+                geometry = self.check_geometry(fid, geometry)
             self._ensure_stage(conn)
             self._supersede(conn, [vid])
             sets: list[sql.Composable] = []

@@ -1,0 +1,85 @@
+"""`gisplatform demo`: load the deterministic Fushun demo city, all layers, in one transaction."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+import psycopg
+from psycopg import sql
+
+from gisplatform.temporal import SCHEMA, TemporalStore
+
+from . import LAYERS
+from .base import demo as base
+from .cctv import demo as cctv
+from .city_management import demo as cm
+from .demo_common import SIZES, Ctx, today_cst
+from .housing import demo as housing
+from .legal_person import demo as legal
+from .population import demo as population
+
+# Order matters: later generators place things in what earlier ones built.
+GENERATORS: tuple[tuple[str, Callable], ...] = (
+    ("admin-areas", base.admin_areas),
+    ("grid-cells", base.grid_cells),
+    ("buildings", housing.buildings),
+    ("addresses", base.addresses),
+    ("housing-units", housing.housing_units),
+    ("persons", population.persons),
+    ("legal-persons", legal.legal_persons),
+    ("cameras", cctv.cameras),
+    ("components", cm.components),
+    ("cases", cm.cases),
+    ("responsibility-zones", cm.responsibility_zones),
+)
+
+
+class DemoRefused(Exception):
+    pass
+
+
+def is_empty(conn: psycopg.Connection) -> bool:
+    return not any(
+        conn.execute(sql.SQL("select exists (select 1 from {})").format(
+            sql.Identifier(SCHEMA, layer.spec.version_table))).fetchone()[0]
+        for layer in LAYERS.values())
+
+
+def clear(conn: psycopg.Connection) -> None:
+    tables = [sql.Identifier(SCHEMA, layer.spec.version_table) for layer in LAYERS.values()]
+    tables.append(sql.Identifier(SCHEMA, "case_steps"))
+    conn.execute(sql.SQL("truncate {}").format(sql.SQL(", ").join(tables)))
+
+
+def load_demo(conn: psycopg.Connection, size: str = "small", seed: int = 42,
+              until: datetime | None = None, replace: bool = False,
+              on_layer: Callable[[str, int, float], None] = lambda name, n, s: None) -> dict[str, int]:
+    """Generate and load every layer; returns rows (versions) per layer. All or nothing."""
+    if size not in SIZES:
+        raise DemoRefused(f"size is one of {', '.join(SIZES)}")
+    ctx = Ctx(SIZES[size], seed, until or today_cst())
+    counts: dict[str, int] = {}
+    with conn.transaction():
+        if not is_empty(conn):
+            if not replace:
+                raise DemoRefused("the layers already hold data; use --replace to wipe and reload")
+            clear(conn)
+        for name, generate in GENERATORS:
+            t = time.perf_counter()
+            rows = generate(ctx)
+            names = LAYERS[name].spec.attribute_names
+            store = TemporalStore(LAYERS[name].spec)
+            counts[name] = store.backfill(conn, (
+                (fid, vf, vt, geom, *(attrs[a] for a in names)) for fid, vf, vt, geom, attrs in rows))
+            on_layer(name, counts[name], time.perf_counter() - t)
+        t = time.perf_counter()
+        with conn.cursor() as cur, cur.copy(
+                "copy city.case_steps (case_number, step, at, actor, note) from stdin") as cp:
+            for row in ctx.shared["case_steps"]:
+                cp.write_row(row)
+        counts["case-steps"] = len(ctx.shared["case_steps"])
+        on_layer("case-steps", counts["case-steps"], time.perf_counter() - t)
+        conn.execute("analyze")
+    return counts

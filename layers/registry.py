@@ -1,0 +1,60 @@
+"""What every thematic layer declares: its table spec plus how it is owned, shared and checked."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from gisplatform.temporal import LayerSpec
+
+# Government data-sharing classes (国发〔2016〕51号).
+UNCONDITIONAL, CONDITIONAL, NOT_SHARED = "unconditional", "conditional", "not_shared"
+
+
+def no_checks(props: dict) -> list[str]:
+    return []
+
+
+@dataclass(frozen=True)
+class Layer:
+    spec: LayerSpec
+    theme: str
+    department: str
+    sharing: str
+    # The attribute whose value is the stable id, or a function of the row.
+    fid: str | Callable[[dict], str]
+    # Normalises props in place; returns warnings; raises ValueError with the reason.
+    validate: Callable[[dict], list[str]] = no_checks
+    keywords: tuple[str, ...] = field(default=())
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def personal(self) -> tuple[str, ...]:
+        return tuple(a.name for a in self.spec.attributes if a.personal)
+
+    def fid_of(self, props: dict) -> str:
+        if callable(self.fid):
+            return self.fid(props)
+        value = props.get(self.fid)
+        if value in (None, ""):
+            raise ValueError(f"{self.fid} is required (it identifies the object)")
+        return str(value)
+
+
+def check_choice(props: dict, name: str, choices, required: bool = False) -> None:
+    value = props.get(name)
+    if value is None:
+        if required:
+            raise ValueError(f"{name} is required")
+        return
+    if value not in choices:
+        raise ValueError(f"{name} {value!r} is not one of {sorted(choices)}")
+
+
+def check_range(props: dict, name: str, lo: float, hi: float) -> None:
+    value = props.get(name)
+    if value is not None and not (lo <= value <= hi):
+        raise ValueError(f"{name} {value} is outside {lo}..{hi}")
