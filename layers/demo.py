@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -61,18 +63,34 @@ def load_demo(conn: psycopg.Connection, size: str = "small", seed: int = 42,
         raise DemoRefused(f"size is one of {', '.join(SIZES)}")
     ctx = Ctx(SIZES[size], seed, until or today_cst())
     counts: dict[str, int] = {}
+    # Generation (Python) runs one layer ahead of loading (the server building indexes):
+    # the two use different cores. The generators only talk to each other via ctx.
+    ahead: queue.Queue = queue.Queue(maxsize=1)
+
+    def produce():
+        try:
+            for name, generate in GENERATORS:
+                ahead.put((name, generate(ctx)))
+        except BaseException as e:  # handed to the loading thread, which re-raises it
+            ahead.put((None, e))
+
     with conn.transaction():
         if not is_empty(conn):
             if not replace:
                 raise DemoRefused("the layers already hold data; use --replace to wipe and reload")
             clear(conn)
-        for name, generate in GENERATORS:
+        producer = threading.Thread(target=produce, name="demo-generator", daemon=True)
+        producer.start()
+        for _ in GENERATORS:
             t = time.perf_counter()
-            rows = generate(ctx)
+            name, rows = ahead.get()
+            if name is None:
+                raise rows
             names = LAYERS[name].spec.attribute_names
             store = TemporalStore(LAYERS[name].spec)
             counts[name] = store.backfill(conn, (
-                (fid, vf, vt, geom, *(attrs[a] for a in names)) for fid, vf, vt, geom, attrs in rows))
+                (fid, vf, vt, geom, *(attrs[a] for a in names)) for fid, vf, vt, geom, attrs in rows),
+                rebuild_indexes=True)
             on_layer(name, counts[name], time.perf_counter() - t)
         t = time.perf_counter()
         with conn.cursor() as cur, cur.copy(

@@ -74,17 +74,9 @@ def create_sql(spec: LayerSpec) -> list[str]:
   geom geometry({spec.geometry_type}, {spec.srid}) not null
     check (not st_isempty(geom)){',' if cols else ''}
   {cols}{',' if cols else ''}
-  primary key (fid, vid),
-  constraint {_q(t + '_no_overlap')} exclude using gist (fid with =, valid with &&)
-    where (upper_inf(recorded))
+  primary key (fid, vid)
 )""",
-        # vid is unique by generation; not a unique index so Citus can shard by fid.
-        f"create index {_q(t + '_vid')} on {vt} (vid)",
-        f"create index {_q(t + '_geom')} on {vt} using gist (geom)",
-        f"create index {_q(t + '_valid')} on {vt} using gist (valid)",
-        f"create index {_q(t + '_recorded_lo')} on {vt} (lower(recorded))",
-        f"create index {_q(t + '_recorded_hi')} on {vt} (upper(recorded))"
-        " where not upper_inf(recorded)",
+        *index_sql(spec),
         # Snapshot view: what QGIS users connecting straight to PostGIS see.
         f"""create view {SCHEMA}.{_q(spec.table)} as
 select vid, fid, lower(valid) as valid_from, upper(valid) as valid_to, geom{attr_list}
@@ -94,6 +86,37 @@ where upper_inf(recorded) and valid @> now()""",
         f"comment on view {SCHEMA}.{_q(spec.table)} is "
         f"{_lit(f'{spec.title or spec.name}: current snapshot')}",
     ]
+
+
+def index_sql(spec: LayerSpec) -> list[str]:
+    """The exclusion constraint and secondary indexes: separate so a bulk load can drop
+    them, COPY, and build them once at the end (far faster than row-by-row upkeep)."""
+    vt = f"{SCHEMA}.{_q(spec.version_table)}"
+    t = spec.version_table
+    return [
+        # No two current versions of one fid overlap. The fid enters the GiST index as a
+        # 64-bit hash: btree_gist on text built at 165 µs/row here, on the hash at 26 µs.
+        # Equal fids always have equal hashes, so no overlap can slip through; distinct
+        # fids colliding (~1e-7 chance among 2 M) would only refuse a valid write.
+        f"alter table {vt} add constraint {_q(t + '_no_overlap')}"
+        " exclude using gist ((hashtextextended(fid, 0)) with =, valid with &&)"
+        " where (upper_inf(recorded))",
+        # vid is unique by generation; not a unique index so Citus can shard by fid.
+        f"create index {_q(t + '_vid')} on {vt} (vid)",
+        f"create index {_q(t + '_geom')} on {vt} using gist (geom)",
+        f"create index {_q(t + '_valid')} on {vt} using gist (valid)",
+        f"create index {_q(t + '_recorded_lo')} on {vt} (lower(recorded))",
+        f"create index {_q(t + '_recorded_hi')} on {vt} (upper(recorded))"
+        " where not upper_inf(recorded)",
+    ]
+
+
+def drop_index_sql(spec: LayerSpec) -> list[str]:
+    vt = f"{SCHEMA}.{_q(spec.version_table)}"
+    t = spec.version_table
+    return [f"alter table {vt} drop constraint {_q(t + '_no_overlap')}"] + [
+        f"drop index {SCHEMA}.{_q(t + suffix)}"
+        for suffix in ("_vid", "_geom", "_valid", "_recorded_lo", "_recorded_hi")]
 
 
 def drop_sql(spec: LayerSpec) -> list[str]:

@@ -38,7 +38,7 @@ from .errors import (
     UnknownFeatureError,
 )
 from .instants import parse_instant
-from .spec import SCHEMA, LayerSpec
+from .spec import SCHEMA, LayerSpec, drop_index_sql, index_sql
 
 _MULTI = {
     "Point": "MultiPoint",
@@ -114,7 +114,10 @@ class TemporalStore:
 
     # ------------------------------------------------------------ validation
 
-    def _check(self, features: Iterable[Feature]) -> list[Feature]:
+    def _check(self, features: Iterable[Feature],
+               valid_from: datetime | str | None = None) -> list[Feature]:
+        """Validated features; those without their own valid_from get `valid_from`."""
+        default_from = _instant(valid_from)
         out, seen = [], set()
         names = set(self.spec.attribute_names)
         required = [a.name for a in self.spec.attributes if a.required]
@@ -134,7 +137,7 @@ class TemporalStore:
             missing = [n for n in required if f.properties.get(n) is None]
             if missing:
                 raise InvalidFeatureError(f"{self.spec.name}/{f.fid}: missing required {missing}")
-            f.valid_from, f.valid_to = _instant(f.valid_from), _instant(f.valid_to)
+            f.valid_from, f.valid_to = _instant(f.valid_from) or default_from, _instant(f.valid_to)
             if f.valid_from and f.valid_to and f.valid_to <= f.valid_from:
                 raise InvalidFeatureError(f"{self.spec.name}/{f.fid}: valid_to must be after valid_from")
             out.append(f)
@@ -199,38 +202,29 @@ class TemporalStore:
     def insert(self, conn: psycopg.Connection, features: Iterable[Feature],
                valid_from: datetime | str | None = None) -> dict[str, int]:
         """Open the first version of new features. Returns fid -> vid."""
-        feats = self._check(features)
-        default_from = _instant(valid_from)
-        for f in feats:
-            f.valid_from = f.valid_from or default_from
-        attrs = sql.SQL("").join(sql.SQL(", ") + a for a in self._attrs)
+        feats = self._check(features, valid_from)
         with write_transaction(conn):
             self._copy_in(conn, feats, with_data=True)
-            rows = conn.execute(sql.SQL(
-                "insert into {vt} (fid, valid, geom{attrs})"
-                " select fid, tstzrange(coalesce(vf, now()), vt), geom{attrs}"
-                " from {stage} order by ord returning fid, vid"
-            ).format(vt=self.vt, attrs=attrs, stage=self._stage)).fetchall()
-        return dict(rows)
+            return self._insert_staged(conn)
 
     def update(self, conn: psycopg.Connection, features: Iterable[Feature],
                valid_from: datetime | str | None = None) -> dict[str, int]:
         """Close each feature's current version at valid_from and open the given one.
         Features carry the full new state (see `patch` for partial changes)."""
-        feats = self._check(features)
-        default_from = _instant(valid_from)
-        for f in feats:
-            f.valid_from = f.valid_from or default_from
-        attrs = sql.SQL("").join(sql.SQL(", ") + a for a in self._attrs)
+        feats = self._check(features, valid_from)
         with write_transaction(conn):
             self._copy_in(conn, feats, with_data=True)
             self._close_current(conn, "update")
-            rows = conn.execute(sql.SQL(
-                "insert into {vt} (fid, valid, geom{attrs})"
-                " select fid, tstzrange(coalesce(vf, now()), vt), geom{attrs}"
-                " from {stage} order by ord returning fid, vid"
-            ).format(vt=self.vt, attrs=attrs, stage=self._stage)).fetchall()
-        return dict(rows)
+            return self._insert_staged(conn)
+
+    def _insert_staged(self, conn: psycopg.Connection) -> dict[str, int]:
+        """Open a version for every staged feature; fid -> vid."""
+        attrs = sql.SQL("").join(sql.SQL(", ") + a for a in self._attrs)
+        return dict(conn.execute(sql.SQL(
+            "insert into {vt} (fid, valid, geom{attrs})"
+            " select fid, tstzrange(coalesce(vf, now()), vt), geom{attrs}"
+            " from {stage} order by ord returning fid, vid"
+        ).format(vt=self.vt, attrs=attrs, stage=self._stage)).fetchall())
 
     def patch(self, conn: psycopg.Connection, fid: str, *, properties: dict | None = None,
               geometry: BaseGeometry | None = None,
@@ -305,10 +299,8 @@ class TemporalStore:
         identical ones are left alone (re-importing a file changes nothing), and with
         `retire_missing` current fids absent from the set are retired. Rows whose
         valid_from does not come after their current version are skipped and reported."""
-        feats = self._check(features)
+        feats = self._check(features, valid_from)
         default_from = _instant(valid_from)
-        for f in feats:
-            f.valid_from = f.valid_from or default_from
         same = sql.SQL(" and ").join(
             [sql.SQL("st_orderingequals(v.geom, s.geom)")]
             + [sql.SQL("v.{a} is not distinct from s.{a}").format(a=a) for a in self._attrs])
@@ -351,28 +343,34 @@ class TemporalStore:
                              (skip,))
             if to_update:
                 self._close_current(conn, "update", only=to_update)
-            attrs = sql.SQL("").join(sql.SQL(", ") + a for a in self._attrs)
-            conn.execute(sql.SQL(
-                "insert into {vt} (fid, valid, geom{attrs})"
-                " select fid, tstzrange(coalesce(vf, now()), vt), geom{attrs} from {stage}"
-            ).format(vt=self.vt, attrs=attrs, stage=self._stage))
+            self._insert_staged(conn)
             if missing:
                 result.retired = self.retire(conn, missing, at=default_from)
         return result
 
-    def backfill(self, conn: psycopg.Connection, rows: Iterable[tuple]) -> int:
+    def backfill(self, conn: psycopg.Connection, rows: Iterable[tuple],
+                 rebuild_indexes: bool = False) -> int:
         """Bulk-load historical versions (demo data, migrations from other systems):
         rows are (fid, valid_from, valid_to | None, geometry as EWKT/hex EWKB, *attributes
         in spec order), several versions per fid allowed. The caller guarantees valid
-        data; the table's constraints (no overlap, non-empty ranges) still hold it to it."""
+        data; the table's constraints (no overlap, non-empty ranges) still hold it to it.
+        `rebuild_indexes`: drop the exclusion constraint and indexes, COPY, build them
+        again (for big loads; the table is locked meanwhile, all in one transaction)."""
         cols = [sql.Identifier(c) for c in ("fid", "valid", "geom")] + self._attrs
         stmt = sql.SQL("copy {} ({}) from stdin").format(self.vt, sql.SQL(", ").join(cols))
         n = 0
-        with write_transaction(conn), conn.cursor() as cur, cur.copy(stmt) as cp:
-            for fid, vf, vt, geom, *attrs in rows:
-                rng = f"[{vf.isoformat()},{vt.isoformat() if vt else ''})"
-                cp.write_row((fid, rng, geom, *attrs))
-                n += 1
+        with write_transaction(conn):
+            if rebuild_indexes:
+                for ddl in drop_index_sql(self.spec):
+                    conn.execute(ddl)
+            with conn.cursor() as cur, cur.copy(stmt) as cp:
+                for fid, vf, vt, geom, *attrs in rows:
+                    rng = f"[{vf.isoformat()},{vt.isoformat() if vt else ''})"
+                    cp.write_row((fid, rng, geom, *attrs))
+                    n += 1
+            if rebuild_indexes:
+                for ddl in index_sql(self.spec):
+                    conn.execute(ddl)
         return n
 
     def _supersede(self, conn: psycopg.Connection, vids: list[int]) -> None:

@@ -15,7 +15,11 @@ HOUSEHOLD_TYPES = {"registered", "floating"}  # 户籍人口 / 流动人口
 def person_fid(props: dict) -> str:
     """A stable id that is not the ID number. Unsalted, so it is only served to grant
     holders of the persons layer, never to anonymous users (they see aggregates)."""
-    rid = validate_resident_id(str(props.get("id_number") or ""))
+    return fid_for_id_number(validate_resident_id(str(props.get("id_number") or "")))
+
+
+def fid_for_id_number(rid: str) -> str:
+    """person_fid of an already validated ID number."""
     return "p" + hashlib.sha256(rid.encode()).hexdigest()[:20]
 
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..codes import make_resident_id
 from ..demo_common import START, Ctx, clip_versions, point_wkt, ts
-from . import person_fid
+from . import fid_for_id_number
 
 SURNAMES = list("王李张刘陈杨赵黄周吴徐孙胡朱高林何郭马罗梁宋郑谢韩唐冯于董萧程曹袁邓许傅沈曾彭吕")
 GIVEN = list("伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚桂英华玉兰萍红鹏飞宇浩然子涵欣怡晨阳博文")
@@ -87,7 +87,7 @@ def persons(ctx: Ctx):
             if end is not None and end <= start:
                 continue
             versions.append((start, end, point_wkt(x, y), attrs))
-        fid = person_fid(attrs)
+        fid = fid_for_id_number(rid)
         for vf, vt, geom, a in clip_versions([(v[0], v[1], v[2], v[3]) for v in versions], ctx.until):
             out.append((fid, vf, vt, geom, a))
     return out
