@@ -6,11 +6,45 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from . import __version__
 from .config import Settings, get_settings
 from .db.embedded import database_url
 from .db.pool import make_pool
+from .ogc import catalog
+from .ogc.mount import ogc_app
+from .ogc.provider import close_pools, pool
+from .security import ANONYMOUS, AuthError, current_principal, personal_masks, principal_for_token
+
+
+def ogc_collections() -> list[catalog.Collection]:
+    """Every layer as a snapshot and a history collection, plus the population aggregates."""
+    from gisplatform.temporal import LayerSpec
+    from layers import LAYERS
+    from layers.population import PERSONS
+
+    out = []
+    for layer in LAYERS.values():
+        personal = personal_masks(layer.spec.attributes)
+        for kind, cid in ((catalog.SNAPSHOT, layer.name), (catalog.HISTORY, f"{layer.name}-history")):
+            out.append(catalog.Collection(cid, kind, layer.spec, layer.sharing, layer.department,
+                                          layer.keywords, personal))
+    for cid, level, title in (("population-grid", "grid", "人口网格统计 Population per grid cell"),
+                              ("population-areas", "area", "人口区划统计 Population per district")):
+        spec = LayerSpec(cid, "MultiPolygon", title=title, extra={"level": level},
+                         description="Registered and floating residents at any datetime "
+                                     "(public aggregate; never individual persons).")
+        out.append(catalog.Collection(cid, catalog.AGGREGATE, spec, "unconditional",
+                                      PERSONS.department, ("人口", "统计", "population")))
+    return out
+
+
+def _token_of(request: Request) -> str | None:
+    auth = request.headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip()
+    return request.query_params.get("token")  # for clients that cannot set headers
 
 
 def create_app(settings: Settings | None = None, db_url: str | None = None) -> FastAPI:
@@ -26,12 +60,41 @@ def create_app(settings: Settings | None = None, db_url: str | None = None) -> F
             yield
         finally:
             await pool.close()
+            close_pools()
 
     app = FastAPI(
         title="gisplatform", version=__version__, lifespan=lifespan,
         description="Fushun spatio-temporal city platform (全时空智慧城市综合信息应用平台)",
     )
     app.state.settings = settings
+
+    @app.middleware("http")
+    async def authenticate(request: Request, call_next):
+        """Resolve the caller once per request; every read path asks current_principal."""
+        secret = _token_of(request)
+        principal = ANONYMOUS
+        if secret:
+            def lookup():
+                with pool().connection() as conn:
+                    return principal_for_token(conn, secret)
+            try:
+                principal = await run_in_threadpool(lookup)
+            except AuthError as e:
+                return JSONResponse(status_code=401, content={
+                    "code": "Unauthorized", "description": str(e)},
+                    headers={"WWW-Authenticate": "Bearer"})
+        token = current_principal.set(principal)
+        try:
+            return await call_next(request)
+        finally:
+            current_principal.reset(token)
+
+    from layers.demo_common import START
+    from layers.fushun import CITY_BBOX
+
+    # the plan, and the layers' history, start on 2018-01-01 (UTC+8)
+    app.mount("/ogc", ogc_app(ogc_collections(), url, settings.public_url, CITY_BBOX,
+                              START, settings.data_dir / "ogc"))
 
     @app.get("/health", tags=["platform"])
     async def health(request: Request):

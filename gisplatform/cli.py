@@ -14,10 +14,13 @@ from rich.console import Console
 from .config import get_settings
 from .db import migrate as migrations
 from .db.embedded import EmbeddedError, database_url, find_bindir, from_settings
+from .security.cli import analyst_app, token_app
 
 app = typer.Typer(help="Fushun spatio-temporal city platform.", no_args_is_help=True)
 db_app = typer.Typer(help="The database: embedded PostGIS or DATABASE_URL.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(token_app, name="token")
+app.add_typer(analyst_app, name="analyst")
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
 
@@ -217,10 +220,17 @@ def serve(
     """Run the ASGI app (OGC APIs, tiles, 3D, platform API, viewer)."""
     import uvicorn
 
+    # The app (in each worker) reads its settings from the environment: pass the
+    # options that way so links in OGC documents name the address actually served.
+    if host:
+        os.environ["GISPLATFORM_HOST"] = host
+    if port:
+        os.environ["PORT"] = str(port)  # PORT wins over GISPLATFORM_PORT
+    get_settings.cache_clear()
     s = get_settings()
     database_url(s)  # fail early and clearly if there is no database configured
-    uvicorn.run("gisplatform.app:create_app", factory=True, host=host or s.host,
-                port=port or s.port, workers=workers or s.workers, log_level="info")
+    uvicorn.run("gisplatform.app:create_app", factory=True, host=s.host, port=s.port,
+                workers=workers or s.workers, log_level="info")
 
 
 @app.command()

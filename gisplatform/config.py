@@ -38,6 +38,13 @@ class Settings(BaseSettings):
     pool_min: int = 1
     pool_max: int = 10
 
+    # How clients reach the server (links in OGC documents); default http://host:port.
+    public_base_url: str | None = Field(default=None, validation_alias="GISPLATFORM_PUBLIC_URL")
+
+    @property
+    def public_url(self) -> str:
+        return (self.public_base_url or f"http://{self.host}:{self.port}").rstrip("/")
+
     @property
     def pgdata(self) -> Path:
         return self.data_dir / "pgdata"

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import datetime
 
+from gisplatform.security.masking import mask_name, mask_resident_id
+
 from .fushun import DIVISIONS
 
 __all__ = [
@@ -159,33 +161,8 @@ def resident_id_birth(s: str) -> datetime.date:
     return datetime.date(int(s[6:10]), int(s[10:12]), int(s[12:14]))
 
 
-def mask_resident_id(s: str) -> str:
-    """Keep area code and last 4 ('210402********123X'). Does not validate, so flagged or
-    first-generation (15-digit) numbers can still be displayed; anything else is masked whole,
-    because a display helper must never leak and should not crash a listing."""
-    s = _text(s, "resident id").upper()
-    if len(s) in (15, 18):
-        return s[:6] + "*" * (len(s) - 10) + s[-4:]
-    return "*" * len(s)
-
-
-def _is_cjk(ch: str) -> bool:
-    o = ord(ch)
-    return (0x3400 <= o <= 0x4DBF or 0x4E00 <= o <= 0x9FFF or 0xF900 <= o <= 0xFAFF
-            or 0x20000 <= o <= 0x3134F)
-
-
-def mask_name(s: str) -> str:
-    """'张三丰' -> '张**'; 'John Smith' -> 'J***'. Compound surnames keep only their first
-    character too; a one-character name is masked whole (keeping it would show all of it)."""
-    s = _text(s, "name")
-    if not s:
-        return ""
-    if any(_is_cjk(ch) for ch in s):
-        return "*" if len(s) == 1 else s[0] + "*" * (len(s) - 1)
-    # Fixed-width mask for latin names: the length of a latin name says more than the length
-    # of a 2-4 character Chinese one.
-    return s[0] + "***"
+# mask_resident_id and mask_name live in the security kernel (gisplatform.security.masking)
+# and are re-exported here so existing imports keep working.
 
 
 # --------------------------------------------------------------------------- GB 32100 / GB 11714

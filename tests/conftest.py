@@ -85,3 +85,40 @@ def demo_url(pg) -> str:
     with psycopg.connect(url) as c:
         load_demo(c, "small", 42, parse_instant(DEMO_UNTIL))
     return url
+
+
+@pytest.fixture(scope="module")
+def live(demo_url, tmp_path_factory):
+    """`gisplatform serve` on a free port over the demo database, in its own process
+    (GDAL's OAPIF driver holds the GIL while it fetches: an in-process server would
+    deadlock), as a deployment runs it."""
+    import subprocess
+    import sys
+    import time as _time
+
+    import httpx
+
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": demo_url,
+           "GISPLATFORM_DATA_DIR": str(tmp_path_factory.mktemp("live"))}
+    cli = str(Path(sys.executable).with_name("gisplatform"))
+    proc = subprocess.Popen([cli, "serve", "--port", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    deadline = _time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or _time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"server did not start: {proc.stderr.read().decode()[-2000:]}")
+        _time.sleep(0.1)
+    yield base
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()

@@ -20,6 +20,9 @@ class Attribute:
     required: bool = False
     personal: bool = False  # masked for callers without a grant that unmasks it
     description: str = ""
+    # How a personal value is masked (gisplatform.security.masking kinds: id_number, name,
+    # phone, date, secret); None = secret (nothing shown).
+    mask: str | None = None
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ LEGAL_PERSONS = Layer(
         A("check_ok", "boolean", True, description="false: well-formed code failing its check (pilot-era)"),
         A("name", "text", True),
         A("entity_type", "text", description=", ".join(sorted(ENTITY_TYPES))),
-        A("legal_representative", "text", personal=True),
+        A("legal_representative", "text", personal=True, mask="name"),
         A("industry_code", "text", description="GB/T 4754 class"),
         A("registered_capital", "numeric(16,2)", description="10 000 CNY"),
         A("status", "text", True, description="active | revoked | cancelled"),

@@ -42,14 +42,14 @@ def _check_person(p: dict) -> list[str]:
 
 PERSONS = Layer(
     LayerSpec("persons", "Point", (
-        A("id_number", "text", True, personal=True, description="resident ID (GB 11643)"),
-        A("name", "text", True, personal=True),
+        A("id_number", "text", True, personal=True, mask="id_number", description="resident ID (GB 11643)"),
+        A("name", "text", True, personal=True, mask="name"),
         A("sex", "text", True, description="M | F (from the ID number)"),
-        A("birth_date", "date", True, personal=True),
+        A("birth_date", "date", True, personal=True, mask="date"),
         A("household_type", "text", True, description="registered (户籍) | floating (流动)"),
         A("unit_code", "text", description="the housing unit lived in"),
         A("building_code", "text"),
-        A("phone", "text", personal=True),
+        A("phone", "text", personal=True, mask="phone"),
         A("division_code", "text"),
     ), title="人口 Persons",
         description="Residents with the housing unit they live in; the point is their building. "

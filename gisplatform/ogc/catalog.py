@@ -1,0 +1,52 @@
+"""What the OGC layer serves: collections described by the composition root.
+
+The kernel does not import `layers`; `app.py` turns the layer registry into these
+records and registers them here, together with the database URL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from gisplatform.temporal import LayerSpec
+
+SNAPSHOT, HISTORY, AGGREGATE = "snapshot", "history", "aggregate"
+
+
+@dataclass(frozen=True)
+class Collection:
+    id: str
+    kind: str  # snapshot | history | aggregate
+    spec: LayerSpec
+    sharing: str
+    department: str
+    keywords: tuple[str, ...] = ()
+    # personal attribute -> mask kind (None = secret)
+    personal: dict[str, str | None] = field(default_factory=dict)
+
+    @property
+    def layer(self) -> str:
+        """The layer whose grants govern this collection."""
+        return self.spec.name
+
+
+_COLLECTIONS: dict[str, Collection] = {}
+_STATE: dict[str, str] = {}
+
+
+def register(collections: list[Collection], database_url: str) -> None:
+    _COLLECTIONS.clear()
+    _COLLECTIONS.update({c.id: c for c in collections})
+    _STATE["url"] = database_url
+
+
+def collections() -> dict[str, Collection]:
+    return _COLLECTIONS
+
+
+def get(collection_id: str) -> Collection:
+    return _COLLECTIONS[collection_id]
+
+
+def database_url() -> str:
+    return _STATE["url"]

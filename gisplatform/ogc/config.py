@@ -1,0 +1,97 @@
+"""The pygeoapi configuration: pygeoapi-config.yml + one resource per registered collection."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+import yaml
+from pygeoapi.util import yaml_load
+
+from gisplatform.config import REPO_ROOT
+
+from . import catalog
+
+CONFIG_FILE = REPO_ROOT / "pygeoapi-config.yml"
+# Output CRSs offered on every collection (OGC API Features Part 2). EPSG:4550 is the
+# CGCS2000 Gauss-Kruger system whose central meridian (123°E) runs through the city.
+CRS_URIS = [
+    "http://www.opengis.net/def/crs/OGC/1.3/CRS84",
+    "http://www.opengis.net/def/crs/EPSG/0/4490",
+    "http://www.opengis.net/def/crs/EPSG/0/4326",
+    "http://www.opengis.net/def/crs/EPSG/0/3857",
+    "http://www.opengis.net/def/crs/EPSG/0/4550",
+    "http://www.opengis.net/def/crs/EPSG/0/4529",
+]
+STORAGE_CRS = "http://www.opengis.net/def/crs/EPSG/0/4490"
+SHARING_ZH = {"unconditional": "无条件共享", "conditional": "有条件共享", "not_shared": "不予共享"}
+
+
+def resource(c: catalog.Collection, bbox: tuple[float, float, float, float],
+             begin: datetime) -> dict:
+    spec = c.spec
+    what = {catalog.SNAPSHOT: "", catalog.HISTORY: " — history (one item per version)",
+            catalog.AGGREGATE: ""}[c.kind]
+    description = spec.description
+    if c.kind == catalog.HISTORY:
+        description += (" Every version with valid_from/valid_to (QGIS temporal controller: "
+                        "use these two fields).")
+    sharing = SHARING_ZH.get(c.sharing, c.sharing)
+    # pygeoapi's collection document has no owner/sharing fields: they go into the text
+    # and keywords, which every client shows.
+    description += f" 责任部门 Owner: {c.department}. 共享类型 Sharing: {sharing} ({c.sharing})."
+    if c.personal:
+        description += (f" Personal fields ({', '.join(sorted(c.personal))}) are masked "
+                        "unless your token has read_personal; unmasked reads are audited.")
+    return {
+        "type": "collection",
+        "title": {"zh": (spec.title.split(" ")[0] if spec.title else c.id) + what,
+                  "en": (" ".join(spec.title.split(" ")[1:]) or c.id) + what},
+        "description": description,
+        "keywords": [*c.keywords, sharing, c.department.split(" ")[0]],
+        "links": [],
+        "extents": {
+            "spatial": {"bbox": list(bbox), "crs": "http://www.opengis.net/def/crs/OGC/1.3/CRS84"},
+            # a datetime (YAML timestamp): pygeoapi compares datetime= against it
+            "temporal": {"begin": begin.astimezone(timezone.utc), "end": None},
+        },
+        "providers": [{
+            "type": "feature",
+            "name": "gisplatform.ogc.provider.TemporalProvider",
+            "data": c.id,
+            "id_field": {catalog.HISTORY: "vid", catalog.AGGREGATE: "code"}.get(c.kind, "fid"),
+            "time_field": "valid_from",
+            "storage_crs": STORAGE_CRS,
+            "crs": CRS_URIS,
+            "editable": False,
+        }],
+    }
+
+
+def build(public_url: str, bbox, begin: datetime) -> dict:
+    """The whole configuration as pygeoapi will read it."""
+    os.environ["GISPLATFORM_PUBLIC_URL"] = public_url.rstrip("/")
+    with open(CONFIG_FILE, encoding="utf-8") as fh:
+        cfg = yaml_load(fh)
+    overrides = cfg.get("resources") or {}
+    resources = {}
+    for c in catalog.collections().values():
+        r = resource(c, bbox, begin)
+        r.update(overrides.get(c.id, {}))
+        resources[c.id] = r
+    resources.update({k: v for k, v in overrides.items() if k not in resources})
+    cfg["resources"] = resources
+    return cfg
+
+
+def write(cfg: dict, directory: Path) -> tuple[Path, Path]:
+    """Write the config and its OpenAPI document where pygeoapi's app will read them."""
+    from pygeoapi.openapi import get_oas
+
+    directory.mkdir(parents=True, exist_ok=True)
+    cfg_path = directory / "pygeoapi-generated.yml"
+    cfg_path.write_text(yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False))
+    oas_path = directory / "openapi.yml"
+    oas_path.write_text(yaml.safe_dump(get_oas(cfg), allow_unicode=True, sort_keys=False))
+    return cfg_path, oas_path

@@ -1,0 +1,66 @@
+"""The security kernel: the one choke point every read and write path asks.
+
+- who: `Principal` (from a bearer token via `principal_for_token`, or `ANONYMOUS`), carried
+  per request in the `current_principal` context variable;
+- what: `access(principal, layer, sharing)` -> `Access(read, unmask, write)`;
+- how personal fields look: `mask_row(row, personal, access)` / `mask_value(kind, value)`;
+- the record: `audit(conn, principal, layer, action, detail, client)` for every unmasked read,
+  write and export.
+
+It never imports `layers`: callers pass the layer name, its sharing class and its personal
+attributes ({name: mask kind}). Tables: migration 0003 (city.departments, api_tokens, grants,
+audit_log) and the `gisplatform_analyst` database role.
+"""
+
+from .analyst import ANALYST_ROLE, create_analyst_user
+from .audit import EXPORT_ACTION, READ_PERSONAL_ACTION, WRITE_ACTION, audit
+from .masking import (
+    MASK_KINDS,
+    MASK_SQL,
+    check_mask_kind,
+    mask_date,
+    mask_name,
+    mask_phone,
+    mask_resident_id,
+    mask_sql,
+    mask_value,
+)
+from .principals import (
+    ANONYMOUS,
+    CONDITIONAL,
+    LEVELS,
+    NO_ACCESS,
+    NOT_SHARED,
+    READ,
+    READ_PERSONAL,
+    SHARING_CLASSES,
+    UNCONDITIONAL,
+    WRITE,
+    Access,
+    AccessDenied,
+    AuthError,
+    Principal,
+    access,
+    current_principal,
+    mask_row,
+    personal_masks,
+)
+from .tokens import (
+    create_token,
+    hash_secret,
+    list_departments,
+    list_tokens,
+    parse_grant,
+    principal_for_token,
+    revoke_token,
+)
+
+__all__ = [
+    "ANALYST_ROLE", "ANONYMOUS", "Access", "AccessDenied", "AuthError", "CONDITIONAL",
+    "EXPORT_ACTION", "LEVELS", "MASK_KINDS", "MASK_SQL", "NOT_SHARED", "NO_ACCESS", "Principal", "READ",
+    "READ_PERSONAL", "READ_PERSONAL_ACTION", "SHARING_CLASSES", "UNCONDITIONAL", "WRITE",
+    "WRITE_ACTION", "access", "audit", "check_mask_kind", "create_analyst_user", "create_token",
+    "current_principal", "hash_secret", "list_departments", "list_tokens", "mask_date",
+    "mask_name", "mask_phone", "mask_resident_id", "mask_row", "mask_sql", "mask_value", "parse_grant",
+    "personal_masks", "principal_for_token", "revoke_token",
+]

@@ -1,0 +1,120 @@
+"""Who is asking (Principal) and what they may do on one layer (Access).
+
+The kernel knows nothing about the layer registry: callers pass the layer name, its sharing
+class and its personal attributes (name -> mask kind). Stdlib only.
+
+Rules (government data-sharing classes, 国发〔2016〕51号):
+
+- unconditional (无条件共享): anyone may read; personal fields masked unless `read_personal`;
+- conditional (有条件共享) and not_shared (不予共享): reading needs a grant on the layer
+  (`read`, `read_personal` or `write`);
+- `read_personal` implies read and unmask; `write` implies read (masked) and write;
+- the anonymous principal never unmasks nor writes, whatever grants it carries;
+- an unknown sharing class grants nothing (fail closed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+
+from .masking import check_mask_kind, mask_value
+
+__all__ = [
+    "READ", "READ_PERSONAL", "WRITE", "LEVELS",
+    "UNCONDITIONAL", "CONDITIONAL", "NOT_SHARED", "SHARING_CLASSES",
+    "Principal", "ANONYMOUS", "current_principal", "Access", "NO_ACCESS", "access",
+    "mask_row", "personal_masks", "AuthError", "AccessDenied",
+]
+
+READ, READ_PERSONAL, WRITE = "read", "read_personal", "write"
+LEVELS = (READ, READ_PERSONAL, WRITE)
+
+# Same strings as layers.registry (the kernel may not import it).
+UNCONDITIONAL, CONDITIONAL, NOT_SHARED = "unconditional", "conditional", "not_shared"
+SHARING_CLASSES = (UNCONDITIONAL, CONDITIONAL, NOT_SHARED)
+
+
+class AuthError(Exception):
+    """The credentials presented are not valid (unknown, revoked, expired): HTTP 401."""
+
+    status = 401
+
+
+class AccessDenied(Exception):
+    """A known principal asked for something its grants do not allow: HTTP 403."""
+
+    status = 403
+
+
+@dataclass(frozen=True)
+class Principal:
+    token_id: int | None = None
+    department: str | None = None
+    # layer name -> granted levels
+    grants: Mapping[str, frozenset[str]] = field(default_factory=dict, hash=False)
+    label: str | None = None
+
+    @property
+    def anonymous(self) -> bool:
+        return self.token_id is None
+
+    def levels(self, layer: str) -> frozenset[str]:
+        return frozenset(self.grants.get(layer, ()))
+
+
+ANONYMOUS = Principal()
+
+# Set per request by the HTTP middleware; read by providers. Outside a request: anonymous.
+current_principal: ContextVar[Principal] = ContextVar("current_principal", default=ANONYMOUS)
+
+
+@dataclass(frozen=True)
+class Access:
+    read: bool = False
+    unmask: bool = False
+    write: bool = False
+
+
+NO_ACCESS = Access()
+
+
+def access(principal: Principal, layer: str, sharing: str) -> Access:
+    """What `principal` may do on `layer`, whose sharing class is `sharing`."""
+    if sharing not in SHARING_CLASSES:
+        return NO_ACCESS
+    if principal.anonymous:
+        return Access(read=sharing == UNCONDITIONAL)
+    levels = principal.levels(layer)
+    granted = bool(levels & set(LEVELS))
+    return Access(
+        read=sharing == UNCONDITIONAL or granted,
+        unmask=READ_PERSONAL in levels,
+        write=WRITE in levels,
+    )
+
+
+def mask_row(row: Mapping, personal: Mapping[str, str | None], access: Access) -> dict:
+    """A copy of `row` with every personal field present in it masked (by its kind; None =
+    secret), unless `access.unmask`. The caller checks `access.read` before serving at all."""
+    out = dict(row)
+    if access.unmask:
+        return out
+    for name, kind in personal.items():
+        if name in out:
+            out[name] = mask_value(kind, out[name])
+    return out
+
+
+def personal_masks(attributes) -> dict[str, str | None]:
+    """{name: mask kind} of the personal attributes among `attributes` (objects with `name`,
+    `personal` and optionally `mask`, e.g. gisplatform.temporal.Attribute). Unknown kinds
+    raise ValueError here, at registration, rather than at serving time."""
+    out: dict[str, str | None] = {}
+    for a in attributes:
+        if getattr(a, "personal", False):
+            kind = getattr(a, "mask", None)
+            check_mask_kind(kind)
+            out[a.name] = kind
+    return out
