@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import os
 from http import HTTPStatus
 from pathlib import Path
@@ -39,6 +40,27 @@ def _carry_context(module) -> None:
     module.execute_from_starlette = execute
 
 
+@functools.lru_cache(maxsize=64)
+def _transformer(from_crs: str, to_crs: str, always_xy: bool):
+    import pyproj
+    from pygeoapi.crs import get_crs
+
+    return pyproj.Transformer.from_crs(get_crs(from_crs), get_crs(to_crs), always_xy=always_xy)
+
+
+def _cached_transform_bbox(bbox: list, from_crs, to_crs, always_xy=False) -> list:
+    """pygeoapi 0.24's transform_bbox, with the Transformer built once per CRS pair:
+    building it took 0.42 s of a 0.46 s bbox request here."""
+    if not (isinstance(from_crs, str) and isinstance(to_crs, str)):
+        from pygeoapi.crs import transform_bbox
+        return transform_bbox(bbox, from_crs, to_crs, always_xy)
+    t = _transformer(from_crs, to_crs, always_xy)
+    if t.target_crs.to_epsg() == 3857:  # as pygeoapi: clip to WebMercator's latitudes
+        bbox = [bbox[0], max(-85.0511, bbox[1]), bbox[2], min(85.0511, bbox[3])]
+    n = len(bbox) // 2
+    return list(t.transform(*bbox[:n]) + t.transform(*bbox[n:]))
+
+
 def ogc_app(collections: list[catalog.Collection], database_url: str, public_url: str,
             bbox, begin, workdir: Path):
     catalog.register(collections, database_url)
@@ -56,5 +78,8 @@ def ogc_app(collections: list[catalog.Collection], database_url: str, public_url
     starlette_app.OPENAPI = load_openapi_document()
     starlette_app.api_ = API(starlette_app.CONFIG, starlette_app.OPENAPI, starlette_app.ASYNCAPI)
     _carry_context(starlette_app)
+    import pygeoapi.api.itemtypes as itemtypes
+
+    itemtypes.transform_bbox = _cached_transform_bbox
     return starlette_app.APP
 
