@@ -28,8 +28,9 @@ def ogc_collections() -> list[catalog.Collection]:
     for layer in LAYERS.values():
         personal = personal_masks(layer.spec.attributes)
         for kind, cid in ((catalog.SNAPSHOT, layer.name), (catalog.HISTORY, f"{layer.name}-history")):
-            out.append(catalog.Collection(cid, kind, layer.spec, layer.sharing, layer.department,
-                                          layer.keywords, personal))
+            out.append(catalog.Collection(
+                cid, kind, layer.spec, layer.sharing, layer.department, layer.keywords, personal,
+                prepare=_row_checker(layer) if kind == catalog.SNAPSHOT else None))
     for cid, level, title in (("population-grid", "grid", "人口网格统计 Population per grid cell"),
                               ("population-areas", "area", "人口区划统计 Population per district")):
         spec = LayerSpec(cid, "MultiPolygon", title=title, extra={"level": level},
@@ -38,6 +39,19 @@ def ogc_collections() -> list[catalog.Collection]:
         out.append(catalog.Collection(cid, catalog.AGGREGATE, spec, "unconditional",
                                       PERSONS.department, ("人口", "统计", "population")))
     return out
+
+
+def _row_checker(layer):
+    """OGC transactions check a feature exactly as `gisplatform import` checks a row."""
+    from layers.importer import Mapping, Row, prepare
+
+    def check(props: dict, geom):
+        feats, rejects, _, _ = prepare(layer, [Row(1, geom, props)], lambda x, y: (x, y),
+                                       Mapping(), lambda a: None, None, True)
+        if rejects:
+            raise ValueError(rejects[0].reason)
+        return feats[0].fid, feats[0].properties, feats[0].geometry
+    return check
 
 
 def _token_of(request: Request) -> str | None:

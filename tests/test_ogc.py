@@ -283,3 +283,56 @@ def test_population_aggregates_are_public(live, demo_url):
         persons = len(TemporalStore(LAYERS["persons"].spec).snapshot(c, at=at))
     assert sum(f["properties"]["total"] for f in grid["features"]) == persons
     assert items(live, "population-grid", limit=3).json()["numberMatched"] > 0
+
+
+# --------------------------------------------------------- transactions
+
+def building_feature(code: str, floors: int = 6, **extra) -> dict:
+    x, y = 123.915, 41.862
+    return {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [[
+        [x, y], [x + 0.0003, y], [x + 0.0003, y + 0.0002], [x, y + 0.0002], [x, y]]]},
+        "properties": {"building_code": code, "floors": floors, "height": floors * 3.2,
+                       "use": "residential", **extra}}
+
+
+def test_transactions_are_versioned_writes(live, demo_url):
+    with psycopg.connect(demo_url) as c:
+        _, writer = create_token(c, "zhujian", [("buildings", "write")], label="t-write")
+        _, reader = create_token(c, "zhujian", [("buildings", "read")], label="t-ro")
+        c.commit()
+    url = f"{live}/ogc/collections/buildings/items"
+    h = {"Content-Type": "application/geo+json"}
+    auth = {**h, "Authorization": f"Bearer {writer}"}
+    code = "21040299990001"
+    body = json.dumps(building_feature(code, valid_from="2025-01-01T00:00:00+08:00"))
+    assert httpx.post(url, content=body, headers=h).status_code == 401
+    assert httpx.post(url, content=body, headers={**h, "Authorization": f"Bearer {reader}"}).status_code == 403
+    with psycopg.connect(demo_url) as c:
+        n0 = c.execute("select count(*) from city.buildings_version").fetchone()[0]
+        a0 = c.execute("select count(*) from city.audit_log where action = 'write'").fetchone()[0]
+    for bad, reason in [(building_feature("11x"), "building_code"),
+                        (building_feature(code, floors=40), "too low"),
+                        ({**building_feature(code), "geometry": {"type": "Point", "coordinates": [116.4, 39.9]}},
+                         "outside Fushun")]:
+        if reason == "too low":
+            bad["properties"]["height"] = 20.0
+        r = httpx.post(url, content=json.dumps(bad), headers=auth)
+        assert r.status_code == 400 and reason in r.text, r.text
+    with psycopg.connect(demo_url) as c:
+        assert c.execute("select count(*) from city.buildings_version").fetchone()[0] == n0
+    r = httpx.post(url, content=body, headers=auth)
+    assert r.status_code == 201, r.text
+    assert r.headers["location"].endswith(f"/buildings/items/{code}")
+    assert httpx.post(url, content=body, headers=auth).status_code == 409
+    new = json.dumps(building_feature(code, floors=8, valid_from="2026-03-01T00:00:00+08:00"))
+    assert httpx.put(f"{url}/{code}", content=new, headers=auth).status_code == 204
+    assert httpx.put(f"{url}/21040299990002", content=new, headers=auth).status_code == 400
+    got = httpx.get(f"{url}/{code}", params=F).json()
+    assert got["properties"]["floors"] == 8
+    assert httpx.delete(f"{url}/{code}", headers=auth).status_code == 200
+    assert httpx.get(f"{url}/{code}", params=F).status_code == 404
+    hist = items(live, "buildings-history", building_code=code, sortby="valid_from").json()["features"]
+    assert [(f["properties"]["floors"], f["properties"]["valid_to"] is None) for f in hist] == [
+        (6, False), (8, False)]
+    with psycopg.connect(demo_url) as c:
+        assert c.execute("select count(*) from city.audit_log where action = 'write'").fetchone()[0] == a0 + 3

@@ -6,6 +6,7 @@ records and registers them here, together with the database URL.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from gisplatform.temporal import LayerSpec
@@ -23,6 +24,9 @@ class Collection:
     keywords: tuple[str, ...] = ()
     # personal attribute -> mask kind (None = secret)
     personal: dict[str, str | None] = field(default_factory=dict)
+    # Transactions: (properties, geometry) -> (fid, properties, geometry) checked as the
+    # importer checks a row, or ValueError with the reason. None: not writable.
+    prepare: Callable | None = field(default=None, compare=False)
 
     @property
     def layer(self) -> str:

@@ -64,7 +64,7 @@ def resource(c: catalog.Collection, bbox: tuple[float, float, float, float],
             "time_field": "valid_from",
             "storage_crs": STORAGE_CRS,
             "crs": CRS_URIS,
-            "editable": False,
+            "editable": c.prepare is not None,
         }],
     }
 

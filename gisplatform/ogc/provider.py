@@ -9,6 +9,7 @@ connections come from one pool. Access and masking go through gisplatform.securi
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import datetime, timedelta, timezone
 
@@ -24,7 +25,7 @@ from pygeoapi.provider.base import (
 
 from gisplatform.crs import CRSError, resolve_crs
 from gisplatform.security import READ_PERSONAL_ACTION, access, audit, current_principal, mask_sql
-from gisplatform.temporal import SCHEMA, TemporalError, parse_instant, parse_interval
+from gisplatform.temporal import SCHEMA, TemporalError, TemporalStore, parse_instant
 
 from . import catalog
 from .cql import FilterError, to_sql
@@ -60,6 +61,12 @@ class Forbidden(ProviderGenericError):
     ogc_exception_code = "Forbidden"
     http_status_code = 403
     default_msg = "forbidden"
+
+
+class Conflict(ProviderGenericError):
+    ogc_exception_code = "Conflict"
+    http_status_code = 409
+    default_msg = "conflict"
 
 
 class Unauthorized(ProviderGenericError):
@@ -370,6 +377,81 @@ class TemporalProvider(BaseProvider):
         matched = rows[0][1] if rows else 0
         return {"type": "FeatureCollection", "features": feats, "numberMatched": matched,
                 "numberReturned": len(feats)}
+
+    # ------------------------------------------------------- transactions
+
+    def _writer(self):
+        principal = current_principal.get()
+        acc = access(principal, self.collection.layer, self.collection.sharing)
+        if self.collection.prepare is None:
+            raise Forbidden(user_msg=f"{self.collection.id} is read-only")
+        if not acc.write:
+            if principal.token_id is None:
+                raise Unauthorized(user_msg="writing needs a token with a write grant")
+            raise Forbidden(user_msg=f"your token has no write grant on {self.collection.layer}")
+        return principal
+
+    def _feature_in(self, data):
+        """A GeoJSON Feature body -> (fid, Feature). `valid_from` in the properties says
+        when the change happened in the city (default: now)."""
+        import shapely.geometry
+
+        from gisplatform.temporal import Feature
+
+        try:
+            doc = json.loads(data)
+            if doc.get("type") != "Feature":
+                raise ValueError("the body must be a GeoJSON Feature")
+            props = dict(doc.get("properties") or {})
+            valid_from = props.pop("valid_from", None)
+            for k in ("vid", "valid_to"):
+                props.pop(k, None)
+            geom = shapely.geometry.shape(doc["geometry"]) if doc.get("geometry") else None
+            if geom is None:
+                raise ValueError("the feature has no geometry")
+            vf = parse_instant(valid_from) if valid_from else None
+            fid, props, geom = self.collection.prepare(props, geom)
+        except (ValueError, TypeError, KeyError, AttributeError, TemporalError) as e:
+            raise ProviderInvalidQueryError(user_msg=f"{self.collection.id}: {e}") from None
+        return fid, Feature(fid, geom, props, valid_from=vf)
+
+    def _write(self, action: str, fid: str, op):
+        principal = self._writer()
+        from gisplatform.security import WRITE_ACTION
+        from gisplatform.temporal import OverlapError, RetiredFeatureError, UnknownFeatureError
+
+        store = TemporalStore(self.spec)
+        try:
+            with pool().connection() as conn:
+                with conn.transaction():
+                    op(store, conn)
+                    audit(conn, principal, self.collection.layer, WRITE_ACTION,
+                          {"collection": self.collection.id, "action": action, "fid": fid})
+        except (UnknownFeatureError, RetiredFeatureError) as e:
+            raise ProviderItemNotFoundError(user_msg=str(e)) from None
+        except OverlapError as e:
+            raise Conflict(user_msg=f"{fid} already exists at that time ({e})") from None
+        except TemporalError as e:
+            raise ProviderInvalidQueryError(user_msg=str(e)) from None
+
+    def create(self, data):
+        fid, feature = self._feature_in(data)
+        self._write("create", fid, lambda store, conn: store.insert(conn, [feature]))
+        return fid
+
+    def update(self, identifier, data):
+        fid, feature = self._feature_in(data)
+        if fid != str(identifier):
+            raise ProviderInvalidQueryError(
+                user_msg=f"the body describes {fid}, not {identifier}: ids are not changed by update")
+        self._write("replace", fid, lambda store, conn: store.update(conn, [feature]))
+        return True
+
+    def delete(self, identifier):
+        # delete = retire: the object ends now, its history stays
+        self._write("retire", str(identifier),
+                    lambda store, conn: store.retire(conn, [str(identifier)]))
+        return True
 
     def __repr__(self):
         return f"<TemporalProvider {self.collection.id}>"
