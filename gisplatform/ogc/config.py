@@ -12,6 +12,7 @@ from pygeoapi.util import yaml_load
 from gisplatform.config import REPO_ROOT
 
 from . import catalog
+from .openapi import bundle
 
 CONFIG_FILE = REPO_ROOT / "pygeoapi-config.yml"
 # Output CRSs offered on every collection (OGC API Features Part 2). EPSG:4550 is the
@@ -93,5 +94,6 @@ def write(cfg: dict, directory: Path) -> tuple[Path, Path]:
     cfg_path = directory / "pygeoapi-generated.yml"
     cfg_path.write_text(yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False))
     oas_path = directory / "openapi.yml"
-    oas_path.write_text(yaml.safe_dump(get_oas(cfg), allow_unicode=True, sort_keys=False))
+    oas = bundle(get_oas(cfg))
+    oas_path.write_text(yaml.safe_dump(oas, allow_unicode=True, sort_keys=False))
     return cfg_path, oas_path
