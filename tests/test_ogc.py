@@ -336,3 +336,52 @@ def test_transactions_are_versioned_writes(live, demo_url):
         (6, False), (8, False)]
     with psycopg.connect(demo_url) as c:
         assert c.execute("select count(*) from city.audit_log where action = 'write'").fetchone()[0] == a0 + 3
+
+
+# ------------------------------------------------------------ processes
+
+def execute(base, pid, inputs, token=None):
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.post(f"{base}/ogc/processes/{pid}/execution", json={"inputs": inputs},
+                      headers=headers, timeout=60)
+
+
+def test_processes_answer_with_aggregates_and_public_fields(live, tokens, demo_url):
+    ids = {p["id"] for p in httpx.get(f"{live}/ogc/processes", params=F).json()["processes"]}
+    assert {"population-in-polygon", "cameras-covering", "case-hotspots", "legal-persons-near"} <= ids
+    area = {"type": "Polygon", "coordinates": [[[123.85, 41.84], [123.95, 41.84], [123.95, 41.9],
+                                                [123.85, 41.9], [123.85, 41.84]]]}
+    at = "2024-01-01T00:00:00+08:00"
+    r = execute(live, "population-in-polygon", {"geometry": area, "datetime": at})
+    assert r.status_code == 200, r.text
+    with psycopg.connect(demo_url) as c:
+        want = c.execute("select count(*) from city.persons_version where upper_inf(recorded)"
+                         " and valid @> %s::timestamptz and st_intersects(geom, st_setsrid("
+                         "st_geomfromgeojson(%s), 4490))", (at, json.dumps(area))).fetchone()[0]
+        cam = c.execute("select device_id, st_x(geom), st_y(geom), azimuth from city.cameras"
+                        " where range_m > 40 limit 1").fetchone()
+        bld = c.execute("select fid from city.buildings limit 1").fetchone()[0]
+    body = r.json()
+    assert body["total"] == want > 0 and body["registered"] + body["floating"] == want
+    assert "id_number" not in json.dumps(body)
+    import math
+    did, x, y, az = cam
+    px = x + 20 * math.sin(math.radians(az)) / (111320 * math.cos(math.radians(y)))
+    py = y + 20 * math.cos(math.radians(az)) / 110540
+    point = {"type": "Point", "coordinates": [px, py]}
+    assert execute(live, "cameras-covering", {"geometry": point}).status_code == 400
+    r = execute(live, "cameras-covering", {"geometry": point}, token=tokens["read"])
+    assert r.status_code == 200, r.text
+    assert did in [c["device_id"] for c in r.json()["cameras"]]
+    assert "stream_url" not in r.text and "rtsp" not in r.text
+    hot = execute(live, "case-hotspots", {"start": "2018-01-01T00:00:00+08:00",
+                                          "end": DEMO_UNTIL, "top": 5}).json()["cells"]
+    assert len(hot) == 5 and [h["cases"] for h in hot] == sorted((h["cases"] for h in hot), reverse=True)
+    near = execute(live, "legal-persons-near", {"collection": "buildings", "id": bld, "distance": 500})
+    assert near.status_code == 200, near.text
+    dists = [p["distance_m"] for p in near.json()["legal_persons"]]
+    assert dists == sorted(dists) and all(d <= 500 for d in dists)
+    assert "legal_representative" not in near.text
+    assert execute(live, "legal-persons-near", {"collection": "persons", "id": "x",
+                                                "distance": 10}).status_code == 400
+    assert execute(live, "population-in-polygon", {"geometry": "nope"}).status_code == 400

@@ -143,7 +143,8 @@ class EmbeddedPostgres:
         return self.password_file.read_text().strip()
 
     def url(self, dbname: str = DB_NAME) -> str:
-        return f"postgresql://{DB_USER}:{self.password()}@{self.host}:{self.port}/{dbname}"
+        port = self._running_port() or self.port  # a running cluster keeps its port
+        return f"postgresql://{DB_USER}:{self.password()}@{self.host}:{port}/{dbname}"
 
     def init(self) -> None:
         if self.initialized:
@@ -192,6 +193,12 @@ class EmbeddedPostgres:
         # pgdata is 0700 and owned by the server user; root may still write it.
         conf.write_text("\n".join(lines) + "\n")
         self._give_to_server_user(conf)
+
+    def _running_port(self) -> int | None:
+        try:  # postmaster.pid, line 4: the port
+            return int((self.pgdata / "postmaster.pid").read_text().splitlines()[3])
+        except (OSError, IndexError, ValueError):
+            return None
 
     def is_running(self) -> bool:
         if not self.initialized:

@@ -81,6 +81,11 @@ def build(public_url: str, bbox, begin: datetime) -> dict:
         r = resource(c, bbox, begin)
         r.update(overrides.get(c.id, {}))
         resources[c.id] = r
+    from .processes import PROCESSES
+
+    for proc in PROCESSES:
+        resources[proc.ID] = {"type": "process",
+                              "processor": {"name": f"{proc.__module__}.{proc.__name__}"}}
     resources.update({k: v for k, v in overrides.items() if k not in resources})
     cfg["resources"] = resources
     return cfg

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 
 F1 = "https://schemas.opengis.net/ogcapi/features/part1/1.0/openapi/ogcapi-features-1.yaml"
+P1 = "https://schemas.opengis.net/ogcapi/processes/part1/1.0/openapi"
 
 LINK = {"type": "object", "required": ["href"], "properties": {
     "href": {"type": "string"}, "rel": {"type": "string"}, "type": {"type": "string"},
@@ -54,7 +55,13 @@ SCHEMAS = {"link": LINK, "exception": EXCEPTION, "geometryGeoJSON": GEOMETRY,
            "featureGeoJSON": FEATURE, "featureCollectionGeoJSON": FEATURES,
            "collection": COLLECTION, "landingPage": LANDING,
            # CQL2 JSON is a recursive grammar; validated by the server's parser
-           "cql2": {"type": "object"}}
+           "cql2": {"type": "object"},
+           "execute": {"type": "object", "properties": {
+               "inputs": {"type": "object"}, "outputs": {"type": "object"},
+               "response": {"type": "string", "enum": ["raw", "document"]}}},
+           "processList": {"type": "object", "required": ["processes", "links"], "properties": {
+               "processes": {"type": "array", "items": {"type": "object"}},
+               "links": {"type": "array", "items": {"$ref": "#/components/schemas/link"}}}}}
 RESPONSES = {
     "InvalidParameter": _error("A query parameter has an invalid value."),
     "ServerError": _error("A server error occurred."),
@@ -64,6 +71,8 @@ RESPONSES = {
     "Feature": {"description": "One feature.", "content": _json("featureGeoJSON", "application/geo+json")},
     "Collection": {"description": "A collection.", "content": _json("collection")},
     "LandingPage": {"description": "The landing page.", "content": _json("landingPage")},
+    "ProcessList": {"description": "The processes offered.", "content": _json("processList")},
+    "ExecuteAsync": {"description": "The job was accepted.", "content": _json("exception")},
 }
 PARAMETERS = {
     "featureId": {"name": "featureId", "in": "path", "required": True,
@@ -85,8 +94,12 @@ REMOTE = {
     "parameters/sortby.yaml": "#/components/parameters/sortby",
     "https://schemas.opengis.net/ogcapi/tiles/part1/1.0/openapi/ogcapi-tiles-1.yaml"
     "#/components/schemas/link": "#/components/schemas/link",
-    "https://schemas.opengis.net/ogcapi/processes/part1/1.0/openapi/schemas/exception.yaml":
-    "#/components/schemas/exception",
+    f"{P1}/schemas/exception.yaml": "#/components/schemas/exception",
+    f"{P1}/schemas/execute.yaml": "#/components/schemas/execute",
+    f"{P1}/responses/ProcessList.yaml": "#/components/responses/ProcessList",
+    f"{P1}/responses/ExecuteAsync.yaml": "#/components/responses/ExecuteAsync",
+    f"{P1}/responses/NotFound.yaml": "#/components/responses/NotFound",
+    f"{P1}/responses/ServerError.yaml": "#/components/responses/ServerError",
 }
 
 

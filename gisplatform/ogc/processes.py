@@ -1,0 +1,202 @@
+"""OGC API Processes: analyses that answer with aggregates or public fields only.
+
+Each process asks gisplatform.security like every other read path; personal layers
+only ever contribute counts.
+"""
+
+from __future__ import annotations
+
+import json
+
+from psycopg import sql
+from pygeoapi.process.base import BaseProcessor, ProcessorExecuteError
+
+from gisplatform.security import access, current_principal
+from . import catalog
+from .provider import parse_datetime, pool
+
+# Counts below this are reported as suppressed: a count of 1 in a small polygon is a person.
+MIN_COUNT = 3
+
+
+def _meta(pid: str, title: str, description: str, inputs: dict, outputs: dict, example: dict) -> dict:
+    return {"version": "1.0.0", "id": pid, "title": {"en": title}, "description": {"en": description},
+            "jobControlOptions": ["sync-execute"], "keywords": ["gisplatform"], "links": [],
+            "inputs": inputs, "outputs": outputs, "example": {"inputs": example}}
+
+
+GEOMETRY_IN = {"title": "geometry", "description": "GeoJSON geometry in CRS84 (lon, lat)",
+               "schema": {"type": "object"}, "minOccurs": 1, "maxOccurs": 1}
+DATETIME_IN = {"title": "datetime", "description": "instant (RFC 3339 with zone); default now",
+               "schema": {"type": "string"}, "minOccurs": 0, "maxOccurs": 1}
+JSON_OUT = {"result": {"title": "result", "schema": {"type": "object",
+                                                     "contentMediaType": "application/json"}}}
+SQUARE = {"type": "Polygon", "coordinates": [[[123.88, 41.86], [123.9, 41.86], [123.9, 41.875],
+                                              [123.88, 41.875], [123.88, 41.86]]]}
+
+
+def _geometry(data: dict) -> str:
+    g = data.get("geometry")
+    if not isinstance(g, dict) or "type" not in g:
+        raise ProcessorExecuteError(user_msg="input 'geometry' must be a GeoJSON geometry")
+    return json.dumps(g)
+
+
+def _instant(data: dict, key: str = "datetime"):
+    try:
+        when = parse_datetime(data.get(key))
+    except Exception as e:  # ProviderInvalidQueryError carries the reason
+        raise ProcessorExecuteError(user_msg=getattr(e, "message", str(e))) from None
+    if isinstance(when, tuple):
+        raise ProcessorExecuteError(user_msg=f"{key} must be an instant")
+    return when
+
+
+def _run(query: sql.Composable, params: dict) -> list[tuple]:
+    try:
+        with pool().connection() as conn:
+            return conn.execute(query, params).fetchall()
+    except Exception as e:  # bad geometry and the like reach us as database errors
+        if getattr(e, "sqlstate", "") and str(e.sqlstate).startswith(("22", "XX")):
+            raise ProcessorExecuteError(user_msg=f"invalid input: {str(e).splitlines()[0]}") from None
+        raise
+
+
+GEOM_SQL = "st_setsrid(st_geomfromgeojson(%(geom)s), 4490)"
+
+
+class PopulationInPolygon(BaseProcessor):
+    ID = "population-in-polygon"
+
+    def __init__(self, processor_def):
+        super().__init__(processor_def, _meta(
+            self.ID, "Population in a polygon",
+            "Residents (registered / floating) living in the polygon at a datetime. Aggregate "
+            f"only; counts under {MIN_COUNT} are suppressed.",
+            {"geometry": GEOMETRY_IN, "datetime": DATETIME_IN}, JSON_OUT,
+            {"geometry": SQUARE, "datetime": "2024-01-01T00:00:00+08:00"}))
+
+    def execute(self, data, outputs=None):
+        geom, when = _geometry(data), _instant(data)
+        (total, reg, flo), = _run(sql.SQL(
+            "select count(*), count(*) filter (where household_type = 'registered'),"
+            " count(*) filter (where household_type = 'floating')"
+            " from city.persons_version p where upper_inf(p.recorded)"
+            " and p.valid @> coalesce(%(at)s::timestamptz, now())"
+            f" and st_intersects(p.geom, {GEOM_SQL})"), {"geom": geom, "at": when})
+
+        def safe(n):
+            return n if n == 0 or n >= MIN_COUNT else None
+        return "application/json", {
+            "datetime": when.isoformat() if when else "now", "total": safe(total),
+            "registered": safe(reg), "floating": safe(flo),
+            "suppressed": any(0 < n < MIN_COUNT for n in (total, reg, flo))}
+
+
+class CamerasCovering(BaseProcessor):
+    ID = "cameras-covering"
+
+    def __init__(self, processor_def):
+        super().__init__(processor_def, _meta(
+            self.ID, "Cameras whose view covers a place",
+            "Cameras whose view cone intersects the geometry (a point or polygon) at a datetime. "
+            "Needs a read grant on cameras; stream addresses are never returned.",
+            {"geometry": GEOMETRY_IN, "datetime": DATETIME_IN}, JSON_OUT,
+            {"geometry": {"type": "Point", "coordinates": [123.89, 41.87]}}))
+
+    def execute(self, data, outputs=None):
+        cams = catalog.get("cameras")
+        if not access(current_principal.get(), cams.layer, cams.sharing).read:
+            raise ProcessorExecuteError(user_msg="cameras-covering needs a token with a read grant on cameras")
+        geom, when = _geometry(data), _instant(data)
+        rows = _run(sql.SQL(
+            "select device_id, name, sector, status, azimuth,"
+            f" round(st_distance(c.geom::geography, st_centroid({GEOM_SQL})::geography)::numeric, 1)"
+            " from city.cameras_version c where upper_inf(c.recorded)"
+            " and c.valid @> coalesce(%(at)s::timestamptz, now())"
+            f" and st_dwithin(c.geom::geography, {GEOM_SQL}::geography, coalesce(c.range_m, 0))"
+            f" and st_intersects(city.view_cone(c.geom, c.azimuth, c.fov, c.range_m), {GEOM_SQL})"
+            " order by 6, device_id"), {"geom": geom, "at": when})
+        return "application/json", {"cameras": [
+            {"device_id": r[0], "name": r[1], "sector": r[2], "status": r[3], "azimuth": r[4],
+             "distance_m": float(r[5])} for r in rows]}
+
+
+class CaseHotspots(BaseProcessor):
+    ID = "case-hotspots"
+
+    def __init__(self, processor_def):
+        super().__init__(processor_def, _meta(
+            self.ID, "City-management case hot spots",
+            "Cases reported in [start, end) per unit grid cell, busiest first.",
+            {"start": {**DATETIME_IN, "minOccurs": 1, "title": "start"},
+             "end": {**DATETIME_IN, "minOccurs": 1, "title": "end"},
+             "kind": {"title": "kind", "schema": {"type": "string", "enum": ["event", "component"]},
+                      "minOccurs": 0, "maxOccurs": 1},
+             "top": {"title": "top", "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+                     "minOccurs": 0, "maxOccurs": 1}}, JSON_OUT,
+            {"start": "2024-01-01T00:00:00+08:00", "end": "2025-01-01T00:00:00+08:00", "top": 10}))
+
+    def execute(self, data, outputs=None):
+        start, end = _instant(data, "start"), _instant(data, "end")
+        if start is None or end is None or end <= start:
+            raise ProcessorExecuteError(user_msg="give start and end instants, end after start")
+        top = data.get("top", 20)
+        if not isinstance(top, int) or not 1 <= top <= 1000:
+            raise ProcessorExecuteError(user_msg="top is an integer 1..1000")
+        kind = data.get("kind")
+        if kind not in (None, "event", "component"):
+            raise ProcessorExecuteError(user_msg="kind is event or component")
+        rows = _run(sql.SQL(
+            "select c.grid_code, count(distinct c.fid) n,"
+            " count(distinct c.fid) filter (where c.handled_at > c.deadline) overdue"
+            " from city.cases_version c where upper_inf(c.recorded) and upper_inf(c.valid)"
+            " and c.reported_at >= %(s)s and c.reported_at < %(e)s and c.grid_code is not null"
+            " and (%(k)s::text is null or c.kind = %(k)s)"
+            " group by c.grid_code order by n desc, c.grid_code limit %(top)s"),
+            {"s": start, "e": end, "k": kind, "top": top})
+        return "application/json", {"cells": [
+            {"grid_code": r[0], "cases": r[1], "overdue": r[2]} for r in rows]}
+
+
+class LegalPersonsNear(BaseProcessor):
+    ID = "legal-persons-near"
+
+    def __init__(self, processor_def):
+        super().__init__(processor_def, _meta(
+            self.ID, "Legal persons near a feature",
+            "Legal persons within a distance (metres) of a feature of any collection you may read.",
+            {"collection": {"title": "collection", "schema": {"type": "string"}, "minOccurs": 1, "maxOccurs": 1},
+             "id": {"title": "feature id", "schema": {"type": "string"}, "minOccurs": 1, "maxOccurs": 1},
+             "distance": {"title": "distance (m)", "schema": {"type": "number", "minimum": 0,
+                                                              "maximum": 5000}, "minOccurs": 1, "maxOccurs": 1},
+             "datetime": DATETIME_IN}, JSON_OUT,
+            {"collection": "buildings", "id": "21040200000001", "distance": 200}))
+
+    def execute(self, data, outputs=None):
+        cid, fid, dist = data.get("collection"), data.get("id"), data.get("distance")
+        coll = catalog.collections().get(cid)
+        if coll is None or coll.kind != catalog.SNAPSHOT:
+            raise ProcessorExecuteError(user_msg=f"unknown collection {cid!r}")
+        if not access(current_principal.get(), coll.layer, coll.sharing).read:
+            raise ProcessorExecuteError(user_msg=f"you may not read {cid}")
+        if not isinstance(dist, (int, float)) or not 0 <= dist <= 5000:
+            raise ProcessorExecuteError(user_msg="distance is a number of metres, 0..5000")
+        when = _instant(data)
+        rows = _run(sql.SQL(
+            "with f as (select geom from {vt} where fid = %(fid)s and upper_inf(recorded)"
+            "  and valid @> coalesce(%(at)s::timestamptz, now()) limit 1)"
+            " select l.credit_code, l.name, l.industry_code, l.status,"
+            "  round(st_distance(l.geom::geography, f.geom::geography)::numeric, 1) d"
+            " from city.legal_persons_version l, f where upper_inf(l.recorded)"
+            " and l.valid @> coalesce(%(at)s::timestamptz, now())"
+            " and st_dwithin(l.geom::geography, f.geom::geography, %(d)s)"
+            " order by d, l.credit_code").format(
+                vt=sql.Identifier("city", coll.spec.version_table)),
+            {"fid": str(fid), "at": when, "d": float(dist)})
+        return "application/json", {"legal_persons": [
+            {"credit_code": r[0], "name": r[1], "industry_code": r[2], "status": r[3],
+             "distance_m": float(r[4])} for r in rows]}
+
+
+PROCESSES = (PopulationInPolygon, CamerasCovering, CaseHotspots, LegalPersonsNear)
