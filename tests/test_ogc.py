@@ -385,3 +385,18 @@ def test_processes_answer_with_aggregates_and_public_fields(live, tokens, demo_u
     assert execute(live, "legal-persons-near", {"collection": "persons", "id": "x",
                                                 "distance": 10}).status_code == 400
     assert execute(live, "population-in-polygon", {"geometry": "nope"}).status_code == 400
+
+
+def test_records_catalogue_describes_every_layer(live):
+    recs = httpx.get(f"{live}/ogc/collections/catalogue/items", params={**F, "limit": 100}).json()
+    by_id = {r["id"]: r for r in recs["features"]}
+    assert set(LAYERS) <= set(by_id)
+    persons = by_id["persons"]["properties"]
+    assert persons["sharing"] == "conditional" and "id_number" in persons["personalFields"]
+    assert persons["contacts"][0]["roles"] == ["owner"] and persons["updateFrequency"]
+    assert {f["name"] for f in persons["fields"]} >= {"id_number", "household_type"}
+    assert by_id["buildings"]["time"]["interval"][0].startswith("2018-01-01")
+    hit = httpx.get(f"{live}/ogc/collections/catalogue/items", params={**F, "q": "Cameras"}).json()
+    assert "cameras" in {r["id"] for r in hit["features"]}
+    one = httpx.get(f"{live}/ogc/collections/catalogue/items/legal-persons", params=F).json()
+    assert one["properties"]["layer"] == "legal-persons"

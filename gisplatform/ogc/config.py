@@ -83,6 +83,18 @@ def build(public_url: str, bbox, begin: datetime) -> dict:
         resources[c.id] = r
     from .processes import PROCESSES
 
+    resources["catalogue"] = {
+        "type": "collection", "title": {"zh": "政务数据资源目录", "en": "Data resource catalogue"},
+        "description": "One record per collection: owner, sharing class, fields, update "
+                       "frequency, temporal extent (OGC API Records).",
+        "keywords": ["目录", "catalogue", "records"], "links": [],
+        "extents": {"spatial": {"bbox": list(bbox),
+                                "crs": "http://www.opengis.net/def/crs/OGC/1.3/CRS84"}},
+        "providers": [{"type": "record", "name": "gisplatform.ogc.records.CatalogueProvider",
+                       "data": "catalogue", "id_field": "id", "time_field": "time",
+                       "title_field": "title", "base_url": f"{public_url.rstrip('/')}/ogc"}],
+    }
+
     for proc in PROCESSES:
         resources[proc.ID] = {"type": "process",
                               "processor": {"name": f"{proc.__module__}.{proc.__name__}"}}

@@ -80,6 +80,9 @@ PARAMETERS = {
     "datetime": {"name": "datetime", "in": "query", "required": False, "style": "form",
                  "explode": False, "schema": {"type": "string"},
                  "description": "an instant or interval (RFC 3339, open ends '..')"},
+    "q": {"name": "q", "in": "query", "required": False, "style": "form", "explode": False,
+          "description": "free-text search terms", "schema": {"type": "array",
+                                                              "items": {"type": "string"}}},
     "sortby": {"name": "sortby", "in": "query", "required": False, "style": "form",
                "explode": False, "schema": {"type": "array", "minItems": 1,
                                             "items": {"type": "string", "pattern": r"[+|-]?[A-Za-z_].*"}}},
@@ -92,6 +95,8 @@ REMOTE = {
     "https://schemas.opengis.net/cql2/1.0/cql2.json": "#/components/schemas/cql2",
     "https://raw.githubusercontent.com/opengeospatial/ogcapi-records/master/core/openapi/"
     "parameters/sortby.yaml": "#/components/parameters/sortby",
+    "https://raw.githubusercontent.com/opengeospatial/ogcapi-records/master/core/openapi/"
+    "parameters/q.yaml": "#/components/parameters/q",
     "https://schemas.opengis.net/ogcapi/tiles/part1/1.0/openapi/ogcapi-tiles-1.yaml"
     "#/components/schemas/link": "#/components/schemas/link",
     f"{P1}/schemas/exception.yaml": "#/components/schemas/exception",
