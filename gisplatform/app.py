@@ -5,7 +5,7 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from . import __version__
@@ -102,6 +102,27 @@ def create_app(settings: Settings | None = None, db_url: str | None = None) -> F
             return await call_next(request)
         finally:
             current_principal.reset(token)
+
+    @app.patch("/ogc/collections/{collection_id}/items/{item_id}", tags=["OGC API Features"])
+    async def patch_item(collection_id: str, item_id: str, request: Request):
+        """OGC API Features Part 4 update (pygeoapi 0.24 routes no PATCH): a partial
+        Feature merged over the current version and written as a new version."""
+        from pygeoapi.provider.base import ProviderGenericError
+
+        from .ogc.provider import TemporalProvider
+
+        if collection_id not in catalog.collections():
+            return JSONResponse(status_code=404, content={"code": "NotFound",
+                                                          "description": "no such collection"})
+        body = await request.body()
+        try:
+            provider = TemporalProvider({"name": "gisplatform", "type": "feature",
+                                         "data": collection_id})
+            await run_in_threadpool(provider.patch, item_id, body)
+        except ProviderGenericError as e:
+            return JSONResponse(status_code=int(e.http_status_code),
+                                content={"code": e.ogc_exception_code, "description": e.message})
+        return Response(status_code=204)
 
     from layers.demo_common import START
     from layers.fushun import CITY_BBOX

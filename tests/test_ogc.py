@@ -52,8 +52,7 @@ def test_owslib_reads_every_public_collection(live):
     assert {"floors", "height", "use", "valid_from"} <= set(q["properties"])
 
 
-@pytest.mark.parametrize("cid", ["buildings", "cases", "legal-persons", "admin-areas",
-                                 "buildings-history", "population-grid"])
+@pytest.mark.parametrize("cid", PUBLIC + ["buildings-history", "legal-persons-history"])
 def test_gdal_oapif_reads_all_pages(live, cid):
     expected = items(live, cid, limit=1).json()["numberMatched"]
     meta, _, geoms, fields = pyogrio.raw.read(f"OAPIF:{live}/ogc", layer=cid,
@@ -329,13 +328,22 @@ def test_transactions_are_versioned_writes(live, demo_url):
     assert httpx.put(f"{url}/21040299990002", content=new, headers=auth).status_code == 400
     got = httpx.get(f"{url}/{code}", params=F).json()
     assert got["properties"]["floors"] == 8
+    patch = json.dumps({"properties": {"structure": "steel", "valid_from": "2026-06-01T00:00:00+08:00"}})
+    assert httpx.patch(f"{url}/{code}", content=patch, headers=h).status_code == 401
+    r = httpx.patch(f"{url}/{code}", content=patch, headers=auth)
+    assert r.status_code == 204, r.text
+    got = httpx.get(f"{url}/{code}", params=F).json()["properties"]
+    assert (got["floors"], got["structure"]) == (8, "steel")
+    bad = json.dumps({"properties": {"use": "castle"}})
+    assert httpx.patch(f"{url}/{code}", content=bad, headers=auth).status_code == 400
     assert httpx.delete(f"{url}/{code}", headers=auth).status_code == 200
     assert httpx.get(f"{url}/{code}", params=F).status_code == 404
     hist = items(live, "buildings-history", building_code=code, sortby="valid_from").json()["features"]
-    assert [(f["properties"]["floors"], f["properties"]["valid_to"] is None) for f in hist] == [
-        (6, False), (8, False)]
+    assert [(f["properties"]["floors"], f["properties"]["structure"]) for f in hist] == [
+        (6, None), (8, None), (8, "steel")]
+    assert all(f["properties"]["valid_to"] is not None for f in hist)
     with psycopg.connect(demo_url) as c:
-        assert c.execute("select count(*) from city.audit_log where action = 'write'").fetchone()[0] == a0 + 3
+        assert c.execute("select count(*) from city.audit_log where action = 'write'").fetchone()[0] == a0 + 4
 
 
 # ------------------------------------------------------------ processes

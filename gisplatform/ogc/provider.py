@@ -205,13 +205,16 @@ class TemporalProvider(BaseProvider):
             base = sql.SQL("from ({inner}) v where true").format(inner=inner)
         try:
             with pool().connection() as conn:
-                matched = conn.execute(sql.SQL("select count(*) {}").format(base)).fetchone()[0]
                 feats = []
                 if resulttype != "hits" and limit > 0:
                     feats = [r[0] for r in conn.execute(sql.SQL(
                         "select {select} {base} order by {order} limit {limit} offset {offset}"
                     ).format(select=select, base=base, order=order, limit=sql.Literal(limit),
                              offset=sql.Literal(offset)))]
+                if 0 < len(feats) < limit or (offset == 0 and len(feats) < limit):
+                    matched = offset + len(feats)  # a short page is the last one: no count
+                else:
+                    matched = conn.execute(sql.SQL("select count(*) {}").format(base)).fetchone()[0]
                 self._audit(conn, principal, acc, READ_PERSONAL_ACTION, len(feats))
         except (FilterError, CRSError) as e:
             raise ProviderInvalidQueryError(user_msg=str(e)) from None
@@ -275,7 +278,8 @@ class TemporalProvider(BaseProvider):
         if bbox:
             # pygeoapi hands the bbox over in the storage CRS's axis order (EPSG:4490: lat, lon)
             lat0, lon0, lat1, lon1 = bbox[:4]
-            parts.append(sql.SQL("v.geom && st_makeenvelope({}, {}, {}, {}, 4490)").format(
+            # intersects (as OGC API Features asks), not just bounding boxes overlapping
+            parts.append(sql.SQL("st_intersects(v.geom, st_makeenvelope({}, {}, {}, {}, 4490))").format(
                 *(sql.Literal(float(x)) for x in (lon0, lat0, lon1, lat1))))
         cols = self._columns()
         for k, v in props:
@@ -446,6 +450,27 @@ class TemporalProvider(BaseProvider):
                 user_msg=f"the body describes {fid}, not {identifier}: ids are not changed by update")
         self._write("replace", fid, lambda store, conn: store.update(conn, [feature]))
         return True
+
+    def patch(self, identifier, data):
+        """Part 4 update (PATCH): the given properties (and geometry) over the current
+        version, checked whole, as a new version from `valid_from` (default now)."""
+        self._writer()
+        try:
+            doc = json.loads(data)
+        except ValueError:
+            raise ProviderInvalidQueryError(user_msg="the body must be JSON") from None
+        if not isinstance(doc, dict):
+            raise ProviderInvalidQueryError(user_msg="the body must be a (partial) GeoJSON Feature")
+        with pool().connection() as conn:
+            cur = TemporalStore(self.spec).current(conn, str(identifier))
+        if cur is None or cur["valid_to"] is not None:
+            raise ProviderItemNotFoundError(user_msg=f"no current {self.collection.id} item {identifier}")
+        props = {a: cur[a] for a in self.spec.attribute_names}
+        props = {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in props.items()}
+        props.update((doc.get("properties") or {}))
+        merged = {"type": "Feature", "geometry": doc.get("geometry") or cur["geometry"],
+                  "properties": props}
+        return self.update(identifier, json.dumps(merged, default=str))
 
     def delete(self, identifier):
         # delete = retire: the object ends now, its history stays
