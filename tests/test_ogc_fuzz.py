@@ -9,23 +9,14 @@ from pathlib import Path
 import httpx
 import yaml
 
+from gisplatform.ogc.openapi import ref_holders
+
 ST = str(Path(sys.executable).with_name("schemathesis"))
 
 
 def test_openapi_is_self_contained(live):
     doc = yaml.safe_load(httpx.get(f"{live}/ogc/openapi", params={"f": "json"}).text)
-    refs = []
-
-    def walk(n):
-        if isinstance(n, dict):
-            if isinstance(n.get("$ref"), str):
-                refs.append(n["$ref"])
-            for v in n.values():
-                walk(v)
-        elif isinstance(n, list):
-            for v in n:
-                walk(v)
-    walk(doc)
+    refs = [h["$ref"] for h in ref_holders(doc)]
     assert refs and all(r.startswith("#/") for r in refs), [r for r in refs if not r.startswith("#/")][:5]
 
 

@@ -112,23 +112,26 @@ class UnbundledReference(ValueError):
     pass
 
 
+def ref_holders(node):
+    """Every mapping in the document that has a `$ref`."""
+    if isinstance(node, dict):
+        if isinstance(node.get("$ref"), str):
+            yield node
+        for v in node.values():
+            yield from ref_holders(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from ref_holders(v)
+
+
 def bundle(oas: dict) -> dict:
     doc = copy.deepcopy(oas)
-
-    def walk(node):
-        if isinstance(node, dict):
-            ref = node.get("$ref")
-            if isinstance(ref, str) and not ref.startswith("#"):
-                if ref not in REMOTE:
-                    raise UnbundledReference(f"no local copy of {ref}")
-                node["$ref"] = REMOTE[ref]
-            for v in node.values():
-                walk(v)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v)
-
-    walk(doc)
+    for holder in ref_holders(doc):
+        ref = holder["$ref"]
+        if not ref.startswith("#"):
+            if ref not in REMOTE:
+                raise UnbundledReference(f"no local copy of {ref}")
+            holder["$ref"] = REMOTE[ref]
     comps = doc.setdefault("components", {})
     for section, defs in (("schemas", SCHEMAS), ("responses", RESPONSES), ("parameters", PARAMETERS)):
         for k, v in defs.items():
