@@ -72,6 +72,11 @@ class EmbeddedPostgres:
     # Throwaway clusters (tests) trade durability for speed.
     durable: bool = True
 
+    def __post_init__(self):
+        # The server tools run from / (as the postgres user when we are root): a relative
+        # GISPLATFORM_DATA_DIR must not be taken relative to that.
+        self.data_dir = Path(self.data_dir).resolve()
+
     @property
     def pgdata(self) -> Path:
         return self.data_dir / "pgdata"
