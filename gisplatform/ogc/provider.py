@@ -363,19 +363,19 @@ class TemporalProvider(BaseProvider):
         fn = "population_by_grid" if level == "grid" else "population_by_area"
         geom = sql.SQL("null") if skip_geometry else sql.SQL("st_asgeojson({}, 9, 0)::jsonb").format(
             self._geometry_sql(crs_transform_spec, "a.geom"))
-        cond = sql.SQL("true")
-        if bbox:
+        env = sql.SQL("null")
+        if bbox:  # cells in view only: the function filters them before joining residents
             lat0, lon0, lat1, lon1 = bbox[:4]
-            cond = sql.SQL("a.geom && st_makeenvelope({}, {}, {}, {}, 4490)").format(
+            env = sql.SQL("st_makeenvelope({}, {}, {}, {}, 4490)").format(
                 *(sql.Literal(float(x)) for x in (lon0, lat0, lon1, lat1)))
         with pool().connection() as conn:
             rows = conn.execute(sql.SQL(
                 "select jsonb_build_object('type', 'Feature', 'id', a.code, 'geometry', {geom},"
                 " 'properties', jsonb_build_object('code', a.code, 'name', a.name, 'total', a.total,"
                 " 'registered', a.registered, 'floating', a.floating)), count(*) over ()"
-                " from city.{fn}(coalesce({at}::timestamptz, now())) a where {cond}"
+                " from city.{fn}(coalesce({at}::timestamptz, now()), {env}::geometry) a"
                 " order by a.code limit {limit} offset {offset}").format(
-                geom=geom, fn=sql.Identifier(fn), at=sql.Literal(when), cond=cond,
+                geom=geom, fn=sql.Identifier(fn), at=sql.Literal(when), env=env,
                 limit=sql.Literal(limit), offset=sql.Literal(offset))).fetchall()
         feats = [r[0] for r in rows] if resulttype != "hits" else []
         matched = rows[0][1] if rows else 0
