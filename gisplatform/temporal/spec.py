@@ -66,7 +66,6 @@ def create_sql(spec: LayerSpec) -> list[str]:
         f"{_q(a.name)} {a.type}{' not null' if a.required else ''}" for a in spec.attributes
     )
     attr_list = "".join(f", {_q(a.name)}" for a in spec.attributes)
-    t = spec.version_table
     return [
         f"""create table {vt} (
   vid bigint generated always as identity,

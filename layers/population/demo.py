@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-import numpy as np
-
 from ..codes import make_resident_id
 from ..demo_common import START, Ctx, clip_versions, point_wkt, ts
 from . import fid_for_id_number
