@@ -87,6 +87,15 @@ def wgs84_to_gcj02(lon: ArrayLike, lat: ArrayLike) -> tuple[Float, Float]:
     return _out(np.where(outside, lon, lon + dlon), np.where(outside, lat, lat + dlat))
 
 
+def _fixed_point_inverse(forward, t_lon, t_lat, lon, lat, iterations: int):
+    """Solve forward(x) = target by x <- x - (forward(x) - target), from (lon, lat)."""
+    for _ in range(iterations):
+        f_lon, f_lat = forward(lon, lat)
+        lon = lon - (f_lon - t_lon)
+        lat = lat - (f_lat - t_lat)
+    return lon, lat
+
+
 def gcj02_to_wgs84(
     lon: ArrayLike, lat: ArrayLike, iterations: int = GCJ02_ITERATIONS
 ) -> tuple[Float, Float]:
@@ -101,13 +110,8 @@ def gcj02_to_wgs84(
     if iterations < 1:
         raise ValueError("iterations must be >= 1")
     g_lon, g_lat = _arrays(lon, lat)
-    w_lon, w_lat = g_lon.copy(), g_lat.copy()
-    for _ in range(iterations):
-        f_lon, f_lat = wgs84_to_gcj02(w_lon, w_lat)
-        # Outside the box the forward map is the identity, so w stays == g there.
-        w_lon = w_lon - (f_lon - g_lon)
-        w_lat = w_lat - (f_lat - g_lat)
-    return _out(w_lon, w_lat)
+    # Outside the box the forward map is the identity, so the guess stays put there.
+    return _out(*_fixed_point_inverse(wgs84_to_gcj02, g_lon, g_lat, g_lon, g_lat, iterations))
 
 
 def gcj02_to_bd09(lon: ArrayLike, lat: ArrayLike) -> tuple[Float, Float]:
@@ -139,12 +143,8 @@ def bd09_to_gcj02(
     if iterations < 0:
         raise ValueError("iterations must be >= 0")
     b_lon, b_lat = _arrays(lon, lat)
-    g_lon, g_lat = _bd09_to_gcj02_published(b_lon, b_lat)
-    for _ in range(iterations):
-        f_lon, f_lat = gcj02_to_bd09(g_lon, g_lat)
-        g_lon = g_lon - (f_lon - b_lon)
-        g_lat = g_lat - (f_lat - b_lat)
-    return _out(g_lon, g_lat)
+    start = _bd09_to_gcj02_published(b_lon, b_lat)
+    return _out(*_fixed_point_inverse(gcj02_to_bd09, b_lon, b_lat, *start, iterations))
 
 
 def wgs84_to_bd09(lon: ArrayLike, lat: ArrayLike) -> tuple[Float, Float]:

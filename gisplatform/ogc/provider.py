@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import datetime, timedelta, timezone
 
 from psycopg import sql
 from psycopg_pool import ConnectionPool
@@ -25,12 +24,17 @@ from pygeoapi.provider.base import (
 
 from gisplatform.crs import CRSError, resolve_crs
 from gisplatform.security import READ_PERSONAL_ACTION, access, audit, current_principal, mask_sql
-from gisplatform.temporal import SCHEMA, TemporalError, TemporalStore, parse_instant
+from gisplatform.temporal import (
+    SCHEMA,
+    TemporalError,
+    TemporalStore,
+    parse_instant,
+    parse_interval,
+)
 
 from . import catalog
 from .cql import FilterError, to_sql
 
-CITY_TZ = timezone(timedelta(hours=8))
 KNOWN_AT = "known_at"  # vendor parameter: transaction time ("as known at")
 MAX_LIMIT = 10_000
 
@@ -84,27 +88,30 @@ JSON_TYPES = {"text": ("string", None), "integer": ("integer", None), "bigint": 
 
 def parse_datetime(value: str | None):
     """None, an instant, or an interval (lo, hi) with open ends as None.
-    A bare date means 00:00 in the city's time (UTC+8)."""
+    A bare date means 00:00 in the city's time (UTC+8); the rest is the store's parsers."""
     if value is None:
         return None
 
-    def one(text: str):
+    def dated(text: str) -> str:
         text = text.strip()
         if len(text) == 10 and text[4] == "-" and text[7] == "-":
-            return datetime.fromisoformat(text).replace(tzinfo=CITY_TZ)
-        return parse_instant(text)
+            return f"{text}T00:00:00+08:00"
+        return text
 
     try:
         if "/" in value:
             lo, _, hi = value.partition("/")
-            lo_ = None if lo.strip() in ("", "..") else one(lo)
-            hi_ = None if hi.strip() in ("", "..") else one(hi)
-            if lo_ and hi_ and hi_ < lo_:
-                raise TemporalError("interval ends before it starts")
-            return (lo_, hi_)
-        return one(value)
-    except (TemporalError, ValueError) as e:
+            return parse_interval(f"{dated(lo)}/{dated(hi)}")
+        return parse_instant(dated(value))
+    except TemporalError as e:
         raise ProviderInvalidQueryError(user_msg=f"datetime: {e}") from None
+
+
+def envelope(bbox) -> sql.Composable:
+    """pygeoapi hands the bbox over in the storage CRS's axis order (EPSG:4490: lat, lon)."""
+    lat0, lon0, lat1, lon1 = bbox[:4]
+    return sql.SQL("st_makeenvelope({}, {}, {}, {}, 4490)").format(
+        *(sql.Literal(float(x)) for x in (lon0, lat0, lon1, lat1)))
 
 
 class TemporalProvider(BaseProvider):
@@ -276,11 +283,8 @@ class TemporalProvider(BaseProvider):
         elif self.kind == catalog.SNAPSHOT:
             parts.append(sql.SQL("v.valid @> now()"))
         if bbox:
-            # pygeoapi hands the bbox over in the storage CRS's axis order (EPSG:4490: lat, lon)
-            lat0, lon0, lat1, lon1 = bbox[:4]
             # intersects (as OGC API Features asks), not just bounding boxes overlapping
-            parts.append(sql.SQL("st_intersects(v.geom, st_makeenvelope({}, {}, {}, {}, 4490))").format(
-                *(sql.Literal(float(x)) for x in (lon0, lat0, lon1, lat1))))
+            parts.append(sql.SQL("st_intersects(v.geom, {})").format(envelope(bbox)))
         cols = self._columns()
         for k, v in props:
             if k not in cols:
@@ -363,11 +367,8 @@ class TemporalProvider(BaseProvider):
         fn = "population_by_grid" if level == "grid" else "population_by_area"
         geom = sql.SQL("null") if skip_geometry else sql.SQL("st_asgeojson({}, 9, 0)::jsonb").format(
             self._geometry_sql(crs_transform_spec, "a.geom"))
-        env = sql.SQL("null")
-        if bbox:  # cells in view only: the function filters them before joining residents
-            lat0, lon0, lat1, lon1 = bbox[:4]
-            env = sql.SQL("st_makeenvelope({}, {}, {}, {}, 4490)").format(
-                *(sql.Literal(float(x)) for x in (lon0, lat0, lon1, lat1)))
+        # cells in view only: the function filters them before joining residents
+        env = envelope(bbox) if bbox else sql.SQL("null")
         with pool().connection() as conn:
             rows = conn.execute(sql.SQL(
                 "select jsonb_build_object('type', 'Feature', 'id', a.code, 'geometry', {geom},"

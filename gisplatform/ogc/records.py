@@ -6,6 +6,8 @@ the personal ones marked), update frequency and temporal extent (from the data).
 
 from __future__ import annotations
 
+import time
+
 from pygeoapi.provider.base import BaseProvider, ProviderItemNotFoundError
 
 from . import catalog
@@ -15,13 +17,26 @@ UPDATE_FREQUENCY = {catalog.SNAPSHOT: "continual", catalog.HISTORY: "continual",
                     catalog.AGGREGATE: "continual"}
 
 
+# min(lower(valid)) scans the whole version table (2 M rows for persons at city size):
+# a catalogue request must not pay it for every record, every time.
+EXTENT_TTL_S = 300.0
+_extents: dict[tuple[str, str], tuple[float, list]] = {}
+
+
 def _extent(c: catalog.Collection) -> list:
     if c.kind == catalog.AGGREGATE:
         return ["2017-12-31T16:00:00Z", None]
+    table = c.spec.version_table  # a layer and its history share one table and extent
+    key = (catalog.database_url(), table)
+    hit = _extents.get(key)
+    if hit and time.monotonic() - hit[0] < EXTENT_TTL_S:
+        return hit[1]
     with pool().connection() as conn:
-        lo = conn.execute(f'select min(lower(valid)) from city."{c.spec.version_table}"'
+        lo = conn.execute(f'select min(lower(valid)) from city."{table}"'
                           " where upper_inf(recorded)").fetchone()[0]
-    return [lo.isoformat() if lo else None, None]
+    extent = [lo.isoformat() if lo else None, None]
+    _extents[key] = (time.monotonic(), extent)
+    return extent
 
 
 def record(c: catalog.Collection, base_url: str) -> dict:
