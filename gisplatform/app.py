@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
+
+from tiles.cache import TileCache
+from tiles.invalidation import TileInvalidator
+from tiles.routes import CachedTileFastPath, tile_router
+from tiles.service import TileService
 
 from . import __version__
 from .config import Settings, get_settings
@@ -15,7 +21,13 @@ from .db.pool import make_pool
 from .ogc import catalog
 from .ogc.mount import ogc_app
 from .ogc.provider import close_pools, pool
-from .security import ANONYMOUS, AuthError, current_principal, personal_masks, principal_for_token
+from .security import (
+    ANONYMOUS,
+    AuthError,
+    current_principal,
+    personal_masks,
+    principal_for_token,
+)
 
 
 def ogc_collections() -> list[catalog.Collection]:
@@ -30,15 +42,79 @@ def ogc_collections() -> list[catalog.Collection]:
         for kind, cid in ((catalog.SNAPSHOT, layer.name), (catalog.HISTORY, f"{layer.name}-history")):
             out.append(catalog.Collection(
                 cid, kind, layer.spec, layer.sharing, layer.department, layer.keywords, personal,
-                prepare=_row_checker(layer) if kind == catalog.SNAPSHOT else None))
+                prepare=_row_checker(layer) if kind == catalog.SNAPSHOT else None,
+                tiles=layer.name if kind == catalog.SNAPSHOT else None))
     for cid, level, title in (("population-grid", "grid", "人口网格统计 Population per grid cell"),
                               ("population-areas", "area", "人口区划统计 Population per district")):
         spec = LayerSpec(cid, "MultiPolygon", title=title, extra={"level": level},
                          description="Registered and floating residents at any datetime "
                                      "(public aggregate; never individual persons).")
         out.append(catalog.Collection(cid, catalog.AGGREGATE, spec, "unconditional",
-                                      PERSONS.department, ("人口", "统计", "population")))
+                                      PERSONS.department, ("人口", "统计", "population"),
+                                      tiles="population-grid" if level == "grid" else None))
     return out
+
+
+def tile_sources() -> dict:
+    """Every layer as a vector tile source (declared in the layer's `tiles` settings),
+    plus the population aggregate: districts at low zoom, grid cells from z12."""
+    from layers import LAYERS
+    from layers.population import PERSONS
+    from tiles.sources import TileSource
+
+    out = {}
+    for layer in LAYERS.values():
+        t, personal = layer.tiles, set(layer.personal)
+        props = tuple(a.name for a in layer.spec.attributes if a.name not in personal
+                      and (t.properties is None or a.name in t.properties))
+        out[layer.name] = TileSource(
+            layer.name, layer.spec.title, layer.spec.geometry_type, layer.sharing,
+            version_table=layer.spec.version_table, properties=props,
+            property_types={a.name: a.type for a in layer.spec.attributes},
+            detail_zoom=t.detail_zoom, minzoom=t.minzoom, maxzoom=t.maxzoom, color=t.color,
+            theme=layer.theme, description=layer.spec.description)
+    out["population-grid"] = TileSource(
+        "population-grid", "人口统计 Population (districts, then grid cells from z12)",
+        "MultiPolygon", "unconditional", kind="population", theme=PERSONS.theme,
+        detail_zoom=0, description="Registered and floating residents: a public aggregate.")
+    return out
+
+
+# Writes to a layer also change the tiles of the sources derived from it.
+TILE_DEPENDENTS = {"persons": ("population-grid",), "grid-cells": ("population-grid",),
+                   "admin-areas": ("population-grid",)}
+
+
+def _basemaps(app_pool, public_url: str):
+    """The style's raster layers: hillshade of the DEM, then the orthophoto of the year the
+    map shows — only those registered with a time not after the map's datetime, so a map
+    of a year before the first photo asks for no tiles that cannot exist."""
+    from urllib.parse import quote
+
+    from gisplatform.temporal import TemporalError, parse_request_instant
+
+    async def basemaps(request: Request) -> list[dict]:
+        dt = request.query_params.get("datetime")
+        try:
+            at = parse_request_instant(dt) if dt else None
+        except TemporalError:
+            at = None  # the tile URLs will say what is wrong with it
+        async with app_pool.connection() as conn:
+            cur = await conn.execute("""
+                select kind, st_xmin(e), st_ymin(e), st_xmax(e), st_ymax(e) from (
+                  select kind, st_extent(bounds) as e from city.rasters
+                  where at <= coalesce(%s::timestamptz, now()) group by kind) k""", (at,))
+            rows = {r[0]: list(r[1:]) for r in await cur.fetchall()}
+        q = f"?datetime={quote(dt)}" if dt else ""
+        out = []
+        if "dem" in rows:
+            out.append({"id": "hillshade", "bounds": rows["dem"], "opacity": 0.5,
+                        "tiles": f"{public_url}/raster/dem/hillshade/{{z}}/{{x}}/{{y}}.png{q}"})
+        if "ortho" in rows:
+            out.append({"id": "ortho", "bounds": rows["ortho"],
+                        "tiles": f"{public_url}/raster/ortho/{{z}}/{{x}}/{{y}}.png{q}"})
+        return out
+    return basemaps
 
 
 def _row_checker(layer):
@@ -67,13 +143,13 @@ def create_app(settings: Settings | None = None, db_url: str | None = None) -> F
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        pool = make_pool(url, settings.pool_min, settings.pool_max)
-        await pool.open(wait=False)  # the app starts even if the database is down
-        app.state.pool = pool
+        await app_pool.open(wait=False)  # the app starts even if the database is down
+        listener = asyncio.create_task(invalidator.run())
         try:
             yield
         finally:
-            await pool.close()
+            listener.cancel()
+            await app_pool.close()
             close_pools()
 
     app = FastAPI(
@@ -81,6 +157,7 @@ def create_app(settings: Settings | None = None, db_url: str | None = None) -> F
         description="Fushun spatio-temporal city platform (全时空智慧城市综合信息应用平台)",
     )
     app.state.settings = settings
+    app_pool = app.state.pool = make_pool(url, settings.pool_min, settings.pool_max)
 
     @app.middleware("http")
     async def authenticate(request: Request, call_next):
@@ -127,9 +204,26 @@ def create_app(settings: Settings | None = None, db_url: str | None = None) -> F
     from layers.demo_common import START
     from layers.fushun import CITY_BBOX
 
+    collections = ogc_collections()
+    cache_dir = settings.data_dir / "tiles"
+    tile_cache = TileCache(cache_dir, settings.tile_cache_memory_mb << 20,
+                           settings.tile_cache_disk_mb << 20)
+    tiles = app.state.tiles = TileService(tile_sources(), tile_cache, app_pool)
+    invalidator = app.state.tile_invalidator = TileInvalidator(
+        url, tile_cache, TILE_DEPENDENTS, cache_dir / "state.json")
+    # before the /ogc mount: OGC API Tiles requests for tiles are answered here
+    app.include_router(tile_router(
+        tiles, settings.public_url, CITY_BBOX, basemaps=_basemaps(app_pool, settings.public_url),
+        ogc_tiles={c.id: c.tiles for c in collections if c.tiles}))
+    app.add_middleware(CachedTileFastPath, service=tiles)  # outermost: before auth
+
     # the plan, and the layers' history, start on 2018-01-01 (UTC+8)
-    app.mount("/ogc", ogc_app(ogc_collections(), url, settings.public_url, CITY_BBOX,
+    app.mount("/ogc", ogc_app(collections, url, settings.public_url, CITY_BBOX,
                               START, settings.data_dir / "ogc"))
+
+    # titiler over the registered COGs only, by name (tiles/raster_routes.py)
+    from tiles.raster_routes import raster_app
+    app.mount("/raster", raster_app(lambda: app.state.pool, settings.data_dir))
 
     @app.get("/health", tags=["platform"])
     async def health(request: Request):

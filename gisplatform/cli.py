@@ -11,6 +11,9 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from tiles.cli import tiles_app
+from tiles.raster_cli import raster_app
+
 from .config import get_settings
 from .db import migrate as migrations
 from .db.embedded import EmbeddedError, database_url, find_bindir, from_settings
@@ -21,6 +24,8 @@ db_app = typer.Typer(help="The database: embedded PostGIS or DATABASE_URL.", no_
 app.add_typer(db_app, name="db")
 app.add_typer(token_app, name="token")
 app.add_typer(analyst_app, name="analyst")
+app.add_typer(tiles_app, name="tiles")
+app.add_typer(raster_app, name="raster")
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
 
@@ -133,7 +138,12 @@ def import_(
 ) -> None:
     """Import a file into a layer as versions; bad rows go to a reject file with reasons."""
     import psycopg
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TimeRemainingColumn,
+    )
 
     from layers import get_layer
     from layers.importer import ImportFailed, run_import, write_rejects
@@ -208,6 +218,21 @@ def demo(
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     err.print(f"demo {size} seed {seed}: {rows:,} rows in {secs:.1f}s ({rows / secs:,.0f} rows/s), "
               f"peak memory {peak:,.0f} MB")
+    _demo_rasters(url, size, replace)
+
+
+def _demo_rasters(url: str, size: str, replace: bool) -> None:
+    """The demo orthophotos (2018-2020, drawn from the demo buildings) and DEM."""
+    from tiles.raster_demo import add_demo_rasters
+
+    t = time.perf_counter()
+    with err.status("drawing the demo rasters") as st:
+        names = add_demo_rasters(url, get_settings().data_dir, size, replace=replace,
+                                 on_raster=lambda name, secs: (
+                                     err.print(f"  {name:<22}{secs:>17.1f}s"),
+                                     st.update(f"drawing the demo rasters after {name}")))
+    if names:
+        err.print(f"demo rasters: {len(names)} in {time.perf_counter() - t:.1f}s at /raster/")
 
 
 @app.command()
@@ -241,16 +266,20 @@ def up(
     workers: int = typer.Option(None, help="Worker processes."),
 ) -> None:
     """Everything: start the database (embedded unless DATABASE_URL), migrate, load the
-    small demo city when the layers are empty, serve."""
+    small demo city when the layers are empty (its rasters when none are registered), serve."""
     import psycopg
 
     from layers.demo import is_empty
+    from tiles.raster import list_rasters
 
     url = _ensure_db()
     with psycopg.connect(url) as conn:
         empty = is_empty(conn)
+        no_rasters = not list_rasters(conn)
     if empty:
         demo(size="small", seed=42, until=None, replace=False)
+    elif no_rasters:
+        _demo_rasters(url, "small", replace=False)
     serve(host=host, port=port, workers=workers)
 
 

@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     workers: int = 1
     pool_min: int = 1
     pool_max: int = 10
+    # Vector tile cache (tiles/cache.py): memory per worker, disk shared under data_dir/tiles.
+    tile_cache_memory_mb: int = 256
+    tile_cache_disk_mb: int = 2048
 
     # How clients reach the server (links in OGC documents); default http://host:port.
     public_base_url: str | None = Field(default=None, validation_alias="GISPLATFORM_PUBLIC_URL")

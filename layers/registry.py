@@ -16,6 +16,20 @@ def no_checks(props: dict) -> list[str]:
 
 
 @dataclass(frozen=True)
+class TileSettings:
+    """How the layer appears in vector tiles. Below `detail_zoom` a tile holds clusters
+    (a point per cell of features with their `count`), never a silent subset; from
+    `detail_zoom` on, every feature. `properties` None = every non-personal attribute
+    (personal attributes never enter a tile, whoever asks)."""
+
+    detail_zoom: int = 12
+    minzoom: int = 0
+    maxzoom: int = 16  # advertised in TileJSON; deeper zooms are still served
+    properties: tuple[str, ...] | None = None
+    color: str = "#3388ff"
+
+
+@dataclass(frozen=True)
 class Layer:
     spec: LayerSpec
     theme: str
@@ -26,6 +40,7 @@ class Layer:
     # Normalises props in place; returns warnings; raises ValueError with the reason.
     validate: Callable[[dict], list[str]] = no_checks
     keywords: tuple[str, ...] = field(default=())
+    tiles: TileSettings = field(default_factory=TileSettings)
 
     @property
     def name(self) -> str:

@@ -101,6 +101,8 @@ def live(demo_url, tmp_path_factory):
     port = free_port()
     env = {**os.environ, "DATABASE_URL": demo_url,
            "GISPLATFORM_DATA_DIR": str(tmp_path_factory.mktemp("live"))}
+    # an app built in this process (other tests) leaves its public URL in os.environ
+    env.pop("GISPLATFORM_PUBLIC_URL", None)
     cli = str(Path(sys.executable).with_name("gisplatform"))
     proc = subprocess.Popen([cli, "serve", "--port", str(port)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

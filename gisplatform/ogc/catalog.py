@@ -27,6 +27,8 @@ class Collection:
     # Transactions: (properties, geometry) -> (fid, properties, geometry) checked as the
     # importer checks a row, or ValueError with the reason. None: not writable.
     prepare: Callable | None = field(default=None, compare=False)
+    # The vector tile source showing this collection (/tiles/<name>), if any.
+    tiles: str | None = None
 
     @property
     def layer(self) -> str:

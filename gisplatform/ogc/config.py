@@ -66,8 +66,16 @@ def resource(c: catalog.Collection, bbox: tuple[float, float, float, float],
             "storage_crs": STORAGE_CRS,
             "crs": CRS_URIS,
             "editable": c.prepare is not None,
-        }],
+        }] + ([_tile_provider(c.tiles)] if c.tiles else []),
     }
+
+
+def _tile_provider(source: str) -> dict:
+    base = os.environ["GISPLATFORM_PUBLIC_URL"]
+    return {"type": "tile", "name": "gisplatform.ogc.tiles.PlatformTileProvider",
+            "layer": source, "data": f"{base}/tiles/{source}/{{z}}/{{x}}/{{y}}.mvt",
+            "options": {"zoom": {"min": 0, "max": 22}, "schemes": ["WebMercatorQuad"]},
+            "format": {"name": "mvt", "mimetype": "application/vnd.mapbox-vector-tile"}}
 
 
 def build(public_url: str, bbox, begin: datetime) -> dict:

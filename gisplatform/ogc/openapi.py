@@ -13,6 +13,7 @@ import copy
 
 F1 = "https://schemas.opengis.net/ogcapi/features/part1/1.0/openapi/ogcapi-features-1.yaml"
 P1 = "https://schemas.opengis.net/ogcapi/processes/part1/1.0/openapi"
+T1 = "https://schemas.opengis.net/ogcapi/tiles/part1/1.0/openapi/ogcapi-tiles-1.yaml"
 
 LINK = {"type": "object", "required": ["href"], "properties": {
     "href": {"type": "string"}, "rel": {"type": "string"}, "type": {"type": "string"},
@@ -86,6 +87,14 @@ PARAMETERS = {
     "sortby": {"name": "sortby", "in": "query", "required": False, "style": "form",
                "explode": False, "schema": {"type": "array", "minItems": 1,
                                             "items": {"type": "string", "pattern": r"[+|-]?[A-Za-z_].*"}}},
+    # OGC API Tiles path parameters (OGC 20-057, A.2)
+    "tileMatrixSetId": {"name": "tileMatrixSetId", "in": "path", "required": True,
+                        "description": "tile matrix set (only WebMercatorQuad is offered)",
+                        "schema": {"type": "string", "enum": ["WebMercatorQuad"]}},
+    **{name: {"name": name, "in": "path", "required": True, "description": text,
+              "schema": {"type": "integer", "minimum": 0}}
+       for name, text in (("tileMatrix", "zoom level"), ("tileRow", "row (y) of the tile"),
+                          ("tileCol", "column (x) of the tile"))},
 }
 # remote reference -> local one
 REMOTE = {
@@ -97,8 +106,9 @@ REMOTE = {
     "parameters/sortby.yaml": "#/components/parameters/sortby",
     "https://raw.githubusercontent.com/opengeospatial/ogcapi-records/master/core/openapi/"
     "parameters/q.yaml": "#/components/parameters/q",
-    "https://schemas.opengis.net/ogcapi/tiles/part1/1.0/openapi/ogcapi-tiles-1.yaml"
-    "#/components/schemas/link": "#/components/schemas/link",
+    f"{T1}#/components/schemas/link": "#/components/schemas/link",
+    **{f"{T1}#/components/parameters/{k}": f"#/components/parameters/{k}"
+       for k in ("tileMatrixSetId", "tileMatrix", "tileRow", "tileCol")},
     f"{P1}/schemas/exception.yaml": "#/components/schemas/exception",
     f"{P1}/schemas/execute.yaml": "#/components/schemas/execute",
     f"{P1}/responses/ProcessList.yaml": "#/components/responses/ProcessList",

@@ -23,13 +23,22 @@ from pygeoapi.provider.base import (
 )
 
 from gisplatform.crs import CRSError, resolve_crs
-from gisplatform.security import READ_PERSONAL_ACTION, access, audit, current_principal, mask_sql
+from gisplatform.security import (
+    READ_PERSONAL_ACTION,
+    access,
+    audit,
+    current_principal,
+    mask_sql,
+)
 from gisplatform.temporal import (
     SCHEMA,
     TemporalError,
     TemporalStore,
+    city_midnight,
+    contains_sql,
     parse_instant,
     parse_interval,
+    parse_request_instant,
 )
 
 from . import catalog
@@ -91,18 +100,11 @@ def parse_datetime(value: str | None):
     A bare date means 00:00 in the city's time (UTC+8); the rest is the store's parsers."""
     if value is None:
         return None
-
-    def dated(text: str) -> str:
-        text = text.strip()
-        if len(text) == 10 and text[4] == "-" and text[7] == "-":
-            return f"{text}T00:00:00+08:00"
-        return text
-
     try:
         if "/" in value:
             lo, _, hi = value.partition("/")
-            return parse_interval(f"{dated(lo)}/{dated(hi)}")
-        return parse_instant(dated(value))
+            return parse_interval(f"{city_midnight(lo)}/{city_midnight(hi)}")
+        return parse_request_instant(value)
     except TemporalError as e:
         raise ProviderInvalidQueryError(user_msg=f"datetime: {e}") from None
 
@@ -249,7 +251,8 @@ class TemporalProvider(BaseProvider):
                 raise ProviderItemNotFoundError(user_msg=f"no version {identifier}") from None
             cond = sql.SQL("v.vid = {}").format(sql.Literal(vid))
         else:
-            cond = sql.SQL("v.fid = {} and upper_inf(v.recorded) and v.valid @> now()").format(
+            cond = sql.SQL("v.fid = {} and upper_inf(v.recorded) and "
+                           + contains_sql("v.valid", "now()")).format(
                 sql.Literal(str(identifier)))
         with pool().connection() as conn:
             row = conn.execute(sql.SQL("select {} from {} v where {} limit 1").format(
@@ -272,16 +275,18 @@ class TemporalProvider(BaseProvider):
         if known_at is None:
             parts.append(sql.SQL("upper_inf(v.recorded)"))
         else:
-            parts.append(sql.SQL("v.recorded @> {}::timestamptz").format(sql.Literal(known_at)))
+            parts.append(sql.SQL(contains_sql("v.recorded", "{0}::timestamptz")).format(
+                sql.Literal(known_at)))
         distinct = False
         if isinstance(when, tuple):
             parts.append(sql.SQL("v.valid && tstzrange({}, {}, '[]')").format(
                 sql.Literal(when[0]), sql.Literal(when[1])))
             distinct = self.kind == catalog.SNAPSHOT
         elif when is not None:
-            parts.append(sql.SQL("v.valid @> {}::timestamptz").format(sql.Literal(when)))
+            parts.append(sql.SQL(contains_sql("v.valid", "{0}::timestamptz")).format(
+                sql.Literal(when)))
         elif self.kind == catalog.SNAPSHOT:
-            parts.append(sql.SQL("v.valid @> now()"))
+            parts.append(sql.SQL(contains_sql("v.valid", "now()")))
         if bbox:
             # intersects (as OGC API Features asks), not just bounding boxes overlapping
             parts.append(sql.SQL("st_intersects(v.geom, {})").format(envelope(bbox)))
@@ -414,6 +419,7 @@ class TemporalProvider(BaseProvider):
             geom = shapely.geometry.shape(doc["geometry"]) if doc.get("geometry") else None
             if geom is None:
                 raise ValueError("the feature has no geometry")
+            # writes stay strict: a zone is required
             vf = parse_instant(valid_from) if valid_from else None
             fid, props, geom = self.collection.prepare(props, geom)
         except (ValueError, TypeError, KeyError, AttributeError, TemporalError) as e:
@@ -423,7 +429,11 @@ class TemporalProvider(BaseProvider):
     def _write(self, action: str, fid: str, op):
         principal = self._writer()
         from gisplatform.security import WRITE_ACTION
-        from gisplatform.temporal import OverlapError, RetiredFeatureError, UnknownFeatureError
+        from gisplatform.temporal import (
+            OverlapError,
+            RetiredFeatureError,
+            UnknownFeatureError,
+        )
 
         store = TemporalStore(self.spec)
         try:

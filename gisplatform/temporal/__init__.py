@@ -9,11 +9,17 @@ from .errors import (
     TemporalError,
     UnknownFeatureError,
 )
-from .instants import parse_instant, parse_interval
-from .spec import SCHEMA, SRID, Attribute, LayerSpec, create_sql, drop_sql
+from .instants import (
+    city_midnight,
+    parse_instant,
+    parse_interval,
+    parse_request_instant,
+)
+from .spec import SCHEMA, SRID, Attribute, LayerSpec, contains_sql, create_sql, drop_sql
 from .store import Feature, SyncResult, TemporalStore, write_transaction
 
 __all__ = [
+    "city_midnight", "contains_sql", "parse_request_instant",
     "Attribute", "ConflictError", "Feature", "InvalidFeatureError", "LayerSpec",
     "NaiveTimestampError", "OverlapError", "RetiredFeatureError", "SCHEMA", "SRID",
     "SyncResult", "TemporalError", "TemporalStore", "UnknownFeatureError", "create_sql", "drop_sql",

@@ -45,3 +45,17 @@ def parse_interval(value: str) -> tuple[datetime | None, datetime | None]:
     if lo is not None and hi is not None and hi < lo:
         raise TemporalError(f"interval {value!r} ends before it starts")
     return lo, hi
+
+
+def city_midnight(text: str) -> str:
+    """A bare date in a request (YYYY-MM-DD) means 00:00 in the city's time (UTC+8);
+    anything else is returned as given, for the parsers above to judge."""
+    t = text.strip()
+    if len(t) == 10 and t[4] == "-" and t[7] == "-":
+        return f"{t}T00:00:00+08:00"
+    return t
+
+
+def parse_request_instant(value: str) -> datetime:
+    """`datetime=` / `known_at=` as every HTTP path reads an instant."""
+    return parse_instant(city_midnight(value))

@@ -4,7 +4,7 @@ from gisplatform.temporal import Attribute as A
 from gisplatform.temporal import LayerSpec
 
 from ..codes import validate_division_code, validate_grid_code
-from ..registry import UNCONDITIONAL, Layer, check_choice
+from ..registry import UNCONDITIONAL, Layer, TileSettings, check_choice
 
 DEPARTMENT = "抚顺市自然资源局 Natural Resources Bureau"
 LEVELS = {"city", "district", "county", "street"}
@@ -42,7 +42,8 @@ ADMIN_AREAS = Layer(
     ), title="行政区划 Administrative areas",
         description="Districts, counties and streets/towns of Fushun with their GB/T 2260 codes."),
     theme="base", department=DEPARTMENT, sharing=UNCONDITIONAL, fid="code",
-    validate=_check_admin, keywords=("行政区划", "GB/T 2260", "admin"))
+    validate=_check_admin, keywords=("行政区划", "GB/T 2260", "admin"),
+    tiles=TileSettings(detail_zoom=0, color="#6a3d9a"))
 
 GRID_CELLS = Layer(
     LayerSpec("grid-cells", "MultiPolygon", (
@@ -54,7 +55,8 @@ GRID_CELLS = Layer(
         description="Unit grid cells of digital city management (数字化城管)."),
     theme="base", department="抚顺市城市管理综合行政执法局 City Management Bureau",
     sharing=UNCONDITIONAL, fid="grid_code", validate=_check_grid,
-    keywords=("单元网格", "数字化城管", "grid"))
+    keywords=("单元网格", "数字化城管", "grid"),
+    tiles=TileSettings(detail_zoom=11, color="#b15928"))
 
 ADDRESSES = Layer(
     LayerSpec("addresses", "Point", (
@@ -66,6 +68,7 @@ ADDRESSES = Layer(
     ), title="标准地址 Standard addresses",
         description="The geocoding reference: one point per standard address."),
     theme="base", department=DEPARTMENT, sharing=UNCONDITIONAL, fid="address",
-    validate=_check_address, keywords=("标准地址", "geocoding", "address"))
+    validate=_check_address, keywords=("标准地址", "geocoding", "address"),
+    tiles=TileSettings(detail_zoom=15, color="#7f7f7f"))
 
 LAYERS = (ADMIN_AREAS, GRID_CELLS, ADDRESSES)

@@ -4,7 +4,7 @@ from gisplatform.temporal import Attribute as A
 from gisplatform.temporal import LayerSpec
 
 from ..codes import gb28181_sector, is_camera_type, validate_gb28181
-from ..registry import CONDITIONAL, Layer, check_choice, check_range
+from ..registry import CONDITIONAL, Layer, TileSettings, check_choice, check_range
 
 DEPARTMENT = "抚顺市公安局 Public Security Bureau"
 SECTORS = {"public_security", "city_management", "traffic", "education", "society"}
@@ -49,6 +49,7 @@ CAMERAS = Layer(
     ), title="视频监控 Cameras",
         description="Cameras of the video sharing platform; view cones derivable (city.camera_cones)."),
     theme="cctv", department=DEPARTMENT, sharing=CONDITIONAL, fid="device_id",
-    validate=_check_camera, keywords=("视频监控", "GB/T 28181", "cameras"))
+    validate=_check_camera, keywords=("视频监控", "GB/T 28181", "cameras"),
+    tiles=TileSettings(detail_zoom=13, color="#e31a1c"))
 
 LAYERS = (CAMERAS,)

@@ -12,7 +12,7 @@ from ..codes import (
     validate_grid_code,
     validate_uscc,
 )
-from ..registry import UNCONDITIONAL, Layer, check_choice
+from ..registry import UNCONDITIONAL, Layer, TileSettings, check_choice
 
 DEPARTMENT = "抚顺市城市管理综合行政执法局 City Management Bureau"
 COMPONENT_STATES = {"normal", "damaged", "lost", "removed"}
@@ -78,7 +78,8 @@ COMPONENTS = Layer(
     ), title="城市部件 City-management components",
         description="Managed street objects (部件): well covers, lamps, signs, bins, trees ..."),
     theme="city_management", department=DEPARTMENT, sharing=UNCONDITIONAL, fid="code",
-    validate=_check_component, keywords=("部件", "数字化城管", "components"))
+    validate=_check_component, keywords=("部件", "数字化城管", "components"),
+    tiles=TileSettings(detail_zoom=15, color="#33a02c"))
 
 CASES = Layer(
     LayerSpec("cases", "Point", (
@@ -102,7 +103,8 @@ CASES = Layer(
         description="Problems reported and handled through the standard lifecycle; steps in "
                     "city.case_steps, overdue status in city.case_status."),
     theme="city_management", department=DEPARTMENT, sharing=UNCONDITIONAL, fid="case_number",
-    validate=_check_case, keywords=("案件", "12345", "数字化城管", "cases"))
+    validate=_check_case, keywords=("案件", "12345", "数字化城管", "cases"),
+    tiles=TileSettings(detail_zoom=14, color="#ff7f00"))
 
 RESPONSIBILITY_ZONES = Layer(
     LayerSpec("responsibility-zones", "MultiPolygon", (
@@ -114,6 +116,7 @@ RESPONSIBILITY_ZONES = Layer(
     ), title="门前三包责任区 Storefront responsibility zones",
         description="Sanitation, order and greenery zones in front of shops and units."),
     theme="city_management", department=DEPARTMENT, sharing=UNCONDITIONAL, fid="zone_code",
-    validate=_check_zone, keywords=("门前三包", "responsibility zones"))
+    validate=_check_zone, keywords=("门前三包", "responsibility zones"),
+    tiles=TileSettings(detail_zoom=13, color="#fdbf6f"))
 
 LAYERS = (COMPONENTS, CASES, RESPONSIBILITY_ZONES)

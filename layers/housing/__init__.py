@@ -3,7 +3,7 @@
 from gisplatform.temporal import Attribute as A
 from gisplatform.temporal import LayerSpec
 
-from ..registry import CONDITIONAL, UNCONDITIONAL, Layer, check_choice, check_range
+from ..registry import CONDITIONAL, UNCONDITIONAL, Layer, TileSettings, check_choice, check_range
 
 DEPARTMENT = "抚顺市住房和城乡建设局 Housing and Urban-Rural Development Bureau"
 STRUCTURES = {"steel", "reinforced_concrete", "brick_concrete", "brick_wood", "other"}
@@ -50,7 +50,8 @@ BUILDINGS = Layer(
     ), title="房屋建筑 Buildings",
         description="Building footprints with floors and height; the source of the 3D city."),
     theme="housing", department=DEPARTMENT, sharing=UNCONDITIONAL, fid="building_code",
-    validate=_check_building, keywords=("房屋", "建筑", "buildings", "JGJ/T 496"))
+    validate=_check_building, keywords=("房屋", "建筑", "buildings", "JGJ/T 496"),
+    tiles=TileSettings(detail_zoom=13, color="#a6cee3"))
 
 HOUSING_UNITS = Layer(
     LayerSpec("housing-units", "Point", (
@@ -64,6 +65,7 @@ HOUSING_UNITS = Layer(
     ), title="房屋单元 Housing units",
         description="Units (flats, shops) in buildings; the point is the building's."),
     theme="housing", department=DEPARTMENT, sharing=CONDITIONAL, fid="unit_code",
-    validate=_check_unit, keywords=("房屋", "单元", "housing"))
+    validate=_check_unit, keywords=("房屋", "单元", "housing"),
+    tiles=TileSettings(detail_zoom=16, color="#1f78b4"))
 
 LAYERS = (BUILDINGS, HOUSING_UNITS)

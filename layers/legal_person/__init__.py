@@ -4,7 +4,7 @@ from gisplatform.temporal import Attribute as A
 from gisplatform.temporal import LayerSpec
 
 from ..codes import validate_uscc
-from ..registry import UNCONDITIONAL, Layer, check_choice
+from ..registry import UNCONDITIONAL, Layer, TileSettings, check_choice
 
 DEPARTMENT = "抚顺市市场监督管理局 Market Regulation Bureau"
 ENTITY_TYPES = {"enterprise", "individual_business", "cooperative", "institution",
@@ -45,6 +45,7 @@ LEGAL_PERSONS = Layer(
     ), title="法人 Legal persons",
         description="Enterprises, individual businesses and organisations registered in Fushun."),
     theme="legal_person", department=DEPARTMENT, sharing=UNCONDITIONAL, fid="credit_code",
-    validate=_check_legal_person, keywords=("法人", "统一社会信用代码", "legal persons"))
+    validate=_check_legal_person, keywords=("法人", "统一社会信用代码", "legal persons"),
+    tiles=TileSettings(detail_zoom=14, color="#cab2d6"))
 
 LAYERS = (LEGAL_PERSONS,)

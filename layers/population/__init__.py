@@ -6,7 +6,7 @@ from gisplatform.temporal import Attribute as A
 from gisplatform.temporal import LayerSpec
 
 from ..codes import resident_id_birth, resident_id_sex, validate_resident_id
-from ..registry import CONDITIONAL, Layer, check_choice
+from ..registry import CONDITIONAL, Layer, TileSettings, check_choice
 
 DEPARTMENT = "抚顺市公安局 Public Security Bureau"
 HOUSEHOLD_TYPES = {"registered", "floating"}  # 户籍人口 / 流动人口
@@ -55,6 +55,7 @@ PERSONS = Layer(
         description="Residents with the housing unit they live in; the point is their building. "
                     "Personal data: masked unless granted, every unmasked read audited."),
     theme="population", department=DEPARTMENT, sharing=CONDITIONAL, fid=person_fid,
-    validate=_check_person, keywords=("人口", "户籍", "流动人口", "persons"))
+    validate=_check_person, keywords=("人口", "户籍", "流动人口", "persons"),
+    tiles=TileSettings(detail_zoom=16, color="#fb9a99"))
 
 LAYERS = (PERSONS,)

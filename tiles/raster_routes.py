@@ -1,0 +1,274 @@
+"""/raster: titiler over the registered COGs only (ARCHITECTURE.md, "Serving").
+
+titiler's stock endpoints open whatever `url=` a caller names — a local file, another
+host, a cloud metadata address. Here the only way to a file is a dataset *name* looked up
+in `city.rasters` (`TilerFactory(path_dependency=registered_cog)`): a name that is not
+registered is a 404, a `url=` parameter is a 400 on every route, and the registered file
+name is joined to this server's raster directory and refused if it would leave it.
+
+Besides titiler's endpoints per dataset (`/raster/{name}/…`) there are two time series:
+`/raster/ortho/{z}/{x}/{y}.png?datetime=T` (the latest orthophoto whose time is ≤ T) and
+`/raster/dem/hillshade/{z}/{x}/{y}.png` (the latest DEM ≤ T, shaded).
+"""
+
+# No `from __future__ import annotations`: FastAPI reads the annotations of the endpoints
+# and dependencies defined inside raster_app, which string annotations would hide.
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Path as PathParam
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from gisplatform.temporal import TemporalError, parse_request_instant
+
+from .raster import (
+    COLUMNS,
+    CST,
+    NAME_RE,
+    RESERVED,
+    Raster,
+    RasterError,
+    file_in,
+    raster_dir,
+)
+
+log = logging.getLogger(__name__)
+
+TMS = "WebMercatorQuad"
+# Tiles of a name can change (`raster add --replace`): cache, but not for long.
+CACHE_CONTROL = "public, max-age=300"
+# Terrain algorithms, for DEMs only (an orthophoto's "hillshade" would be noise).
+DEM_ALGORITHMS = ("hillshade", "slope", "contours", "terrarium", "terrainrgb")
+# Query parameters through which stock titiler reads a caller-given location.
+REFUSED_PARAMS = ("url",)
+
+
+def when(value: str | None) -> datetime:
+    """`datetime=` as the OGC endpoints read it: an instant with a zone, a bare date
+    meaning 00:00 in the city's time (UTC+8); absent = now."""
+    if value is None:
+        return datetime.now(CST)
+    try:
+        return parse_request_instant(value)
+    except TemporalError as e:
+        raise HTTPException(400, f"datetime: {e}") from None
+
+
+def raster_app(pool: Callable[[], object], data_dir: Path) -> FastAPI:
+    """The /raster sub-application. POOL returns the platform's async connection pool
+    (opened by the main app's lifespan); DATA_DIR holds `rasters/`."""
+    from titiler.core.algorithm import Algorithms, default_algorithms
+    from titiler.core.errors import DEFAULT_STATUS_CODES, add_exception_handlers
+    from titiler.core.factory import TilerFactory
+
+    root = raster_dir(data_dir)
+    app = FastAPI(title="gisplatform raster", description=(
+        "titiler over the registered COGs (orthophotos per year, DEMs). Datasets are "
+        "addressed by registered name only; see `/raster/` for the list."))
+    add_exception_handlers(app, {k: v for k, v in DEFAULT_STATUS_CODES.items()
+                                 if k is not Exception})
+    app.add_middleware(_LinksUnderMount)
+
+    @app.middleware("http")
+    async def refuse_locations(request: Request, call_next):
+        for key in request.query_params:
+            if key.lower() in REFUSED_PARAMS:
+                return JSONResponse(status_code=400, content={"detail": (
+                    f"{key}= is not accepted: this server serves registered rasters by name "
+                    "only (see /raster/)")})
+        response = await call_next(request)
+        if response.status_code == 200 and response.headers.get(
+                "content-type", "").startswith("image/"):
+            response.headers.setdefault("Cache-Control", CACHE_CONTROL)
+        return response
+
+    async def fetch(query: str, params: tuple) -> list[Raster]:
+        async with pool().connection() as conn:
+            cur = await conn.execute(f"select {COLUMNS} from city.rasters {query}", params)
+            return [Raster.from_row(r) for r in await cur.fetchall()]
+
+    def cog_file(raster: Raster) -> str:
+        try:
+            path = file_in(root, raster.path)
+        except RasterError as e:  # a row written by hand: never follow it
+            log.error("raster %s: %s", raster.name, e)
+            raise HTTPException(404, f"no raster named {raster.name!r}") from None
+        if not path.is_file():
+            raise HTTPException(500, f"raster {raster.name!r} is registered but its file "
+                                     "is missing")
+        return str(path)
+
+    async def latest(kind: str, at: datetime) -> Raster:
+        found = await fetch("where kind = %s and at <= %s order by at desc, name limit 1",
+                            (kind, at))
+        if not found:
+            raise HTTPException(404, f"no {kind} raster at or before {at.isoformat()}")
+        return found[0]
+
+    # ------------------------------------------------------------------ dependencies
+
+    async def registered(name: Annotated[str, PathParam(
+            description="A registered raster name (see /raster/)")]) -> Raster:
+        if not NAME_RE.fullmatch(name) or name in RESERVED:
+            raise HTTPException(404, f"no raster named {name!r}")
+        found = await fetch("where name = %s", (name,))
+        if not found:
+            raise HTTPException(404, f"no raster named {name!r}")
+        return found[0]
+
+    def registered_cog(raster: Annotated[Raster, Depends(registered)]) -> str:
+        """titiler's path dependency: the registered name's COG, and nothing else."""
+        return cog_file(raster)
+
+    terrain = Algorithms({k: default_algorithms[k] for k in DEM_ALGORITHMS})
+
+    def dem_algorithm(raster: Annotated[Raster, Depends(registered)],
+                      algorithm: Annotated[object, Depends(terrain.dependency)]):
+        if algorithm is not None and raster.kind != "dem":
+            raise HTTPException(400, f"algorithm= applies to DEMs; {raster.name!r} is an "
+                                     f"{raster.kind}")
+        return algorithm
+
+    # ------------------------------------------------------------------ listing, series
+
+    def links(request: Request, name: str) -> dict:
+        base = str(request.base_url).rstrip("/")
+        return {"tilejson": f"{base}/{name}/{TMS}/tilejson.json?tile_format=png",
+                "tiles": f"{base}/{name}/tiles/{TMS}/{{z}}/{{x}}/{{y}}.png",
+                "info": f"{base}/{name}/info"}
+
+    @app.get("/", tags=["raster"])
+    async def listing(request: Request):
+        """Every registered raster with its links, and the time series."""
+        base = str(request.base_url).rstrip("/")
+        return {
+            "rasters": [{
+                "name": r.name, "kind": r.kind, "time": r.at.astimezone(CST).isoformat(),
+                "bounds": list(r.bounds), "crs": r.crs, "width": r.width, "height": r.height,
+                "bands": r.bands, "dtype": r.dtype, "links": links(request, r.name),
+            } for r in await fetch("order by kind, at, name", ())],
+            "series": {
+                "ortho": {"tiles": f"{base}/ortho/{{z}}/{{x}}/{{y}}.png?datetime={{datetime}}",
+                          "tilejson": f"{base}/ortho/tilejson.json?datetime={{datetime}}",
+                          "rule": "the latest ortho whose time <= datetime (default now)"},
+                "hillshade": {
+                    "tiles": f"{base}/dem/hillshade/{{z}}/{{x}}/{{y}}.png?datetime={{datetime}}",
+                    "tilejson": f"{base}/dem/hillshade/tilejson.json?datetime={{datetime}}",
+                    "rule": "the latest dem whose time <= datetime (default now), shaded"},
+            },
+        }
+
+    Datetime = Annotated[str | None, Query(
+        description="Instant with a zone (a bare date = 00:00 UTC+8); default now")]
+
+    @app.get("/ortho/{z}/{x}/{y}.png", tags=["raster"], response_class=Response)
+    async def ortho_tile(z: int, x: int, y: int, datetime: Datetime = None):
+        """The orthophoto of the city at `datetime`: the latest ortho whose time ≤ it."""
+        raster = await latest("ortho", when(datetime))
+        png = await run_in_threadpool(_tile_png, cog_file(raster), z, x, y)
+        return Response(png, media_type="image/png", headers={"X-Raster-Name": raster.name})
+
+    @app.get("/dem/hillshade/{z}/{x}/{y}.png", tags=["raster"], response_class=Response)
+    async def hillshade_tile(
+            z: int, x: int, y: int, datetime: Datetime = None,
+            azimuth: Annotated[int, Query(ge=0, le=360)] = 315,
+            altitude: Annotated[float, Query(ge=0, le=90)] = 45.0,
+            exaggeration: Annotated[float, Query(gt=0, le=100, description=(
+                "Vertical exaggeration over true slopes"))] = 3.0):
+        """Hillshade of the latest DEM whose time ≤ `datetime` (titiler's algorithm, with
+        the tile's ground pixel size so slopes are true, times `exaggeration`)."""
+        from titiler.core.algorithm import HillShade
+
+        raster = await latest("dem", when(datetime))
+        shade = HillShade(azimuth=azimuth, angle_altitude=altitude, buffer=3,
+                          z_exaggeration=exaggeration / _ground_pixel_m(z, y))
+        png = await run_in_threadpool(_tile_png, cog_file(raster), z, x, y, shade)
+        return Response(png, media_type="image/png", headers={"X-Raster-Name": raster.name})
+
+    async def series_tilejson(request: Request, kind: str, tiles: str, datetime: str | None):
+        at = when(datetime)
+        raster = await latest(kind, at)
+        minzoom, maxzoom = await run_in_threadpool(_zooms, cog_file(raster))
+        base = str(request.base_url).rstrip("/")
+        stamp = at.isoformat().replace("+", "%2B")
+        return {"tilejson": "3.0.0", "name": raster.name, "bounds": list(raster.bounds),
+                "minzoom": minzoom, "maxzoom": maxzoom, "scheme": "xyz",
+                "tiles": [f"{base}/{tiles}/{{z}}/{{x}}/{{y}}.png?datetime={stamp}"]}
+
+    @app.get("/ortho/tilejson.json", tags=["raster"])
+    async def ortho_tilejson(request: Request, datetime: Datetime = None):
+        return await series_tilejson(request, "ortho", "ortho", datetime)
+
+    @app.get("/dem/hillshade/tilejson.json", tags=["raster"])
+    async def hillshade_tilejson(request: Request, datetime: Datetime = None):
+        return await series_tilejson(request, "dem", "dem/hillshade", datetime)
+
+    # ------------------------------------------------------------------ titiler per name
+
+    cog = TilerFactory(router_prefix="/{name}", path_dependency=registered_cog,
+                       process_dependency=dem_algorithm,
+                       add_viewer=False,  # its page loads Leaflet from a CDN
+                       add_part=False)    # /bbox, /feature: arbitrary-size exports
+    app.include_router(cog.router, prefix="/{name}", tags=["raster"])
+    return app
+
+
+class _LinksUnderMount:
+    """Mounted, Starlette keeps `request.base_url` at the parent app's root; links built
+    here (and titiler's tilejson) must include the mount path (/raster)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            scope = dict(scope, app_root_path=scope.get("root_path", ""))
+        await self.app(scope, receive, send)
+
+
+def _tile_png(path: str, z: int, x: int, y: int, algorithm=None) -> bytes:
+    import numpy
+    from rio_tiler.io import Reader
+    from titiler.core.utils import render_image
+
+    with Reader(path) as src:  # WebMercatorQuad
+        # heights are resampled cubic: bilinear has slope jumps a hillshade shows as a grid
+        img = src.tile(x, y, z, buffer=getattr(algorithm, "buffer", None) or None,
+                       resampling_method="cubic" if algorithm else "bilinear")
+    if algorithm is not None:
+        valid = ~numpy.ma.getmaskarray(img.array)[0]
+        img = algorithm(img)
+        b = algorithm.buffer
+        if b:
+            valid = valid[b:-b, b:-b]
+        img.array.mask = ~valid[None]  # keep "no data" transparent
+    content, _ = render_image(img, output_format=_png())
+    return content
+
+
+def _ground_pixel_m(z: int, y: int, tilesize: int = 256) -> float:
+    """Ground metres per pixel of WebMercatorQuad tile row Y at zoom Z (its centre)."""
+    import math
+
+    lat = math.atan(math.sinh(math.pi * (1 - 2 * (y + 0.5) / 2 ** z)))
+    return 2 * math.pi * 6378137.0 / (tilesize * 2 ** z) * math.cos(lat)
+
+
+def _png():
+    from titiler.core.resources.enums import ImageType
+
+    return ImageType.png
+
+
+def _zooms(path: str) -> tuple[int, int]:
+    from rio_tiler.io import Reader
+
+    with Reader(path) as src:
+        return src.minzoom, src.maxzoom
+
