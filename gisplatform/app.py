@@ -221,6 +221,12 @@ def create_app(settings: Settings | None = None, db_url: str | None = None) -> F
     app.mount("/ogc", ogc_app(collections, url, settings.public_url, CITY_BBOX,
                               START, settings.data_dir / "ogc"))
 
+    # 3D Tiles by registered name only (models3d/)
+    from models3d.routes import threed_router
+
+    app.include_router(threed_router(lambda: pool().connection(), settings.data_dir,
+                                     settings.public_url))
+
     # titiler over the registered COGs only, by name (tiles/raster_routes.py)
     from tiles.raster_routes import raster_app
     app.mount("/raster", raster_app(lambda: app.state.pool, settings.data_dir))

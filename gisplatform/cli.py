@@ -11,6 +11,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from models3d.cli import threed_app
 from tiles.cli import tiles_app
 from tiles.raster_cli import raster_app
 
@@ -25,6 +26,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(token_app, name="token")
 app.add_typer(analyst_app, name="analyst")
 app.add_typer(tiles_app, name="tiles")
+app.add_typer(threed_app, name="3d")
 app.add_typer(raster_app, name="raster")
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
