@@ -223,7 +223,11 @@ def create_app(settings: Settings | None = None, db_url: str | None = None) -> F
 
     # 3D Tiles by registered name only (models3d/)
     from models3d.routes import threed_router
+    from models3d.terrain import terrain_router
 
+    # Cesium terrain from the registered DEM; before /3d/{name}/… ("terrain" is reserved)
+    app.include_router(terrain_router(lambda: pool().connection(), settings.data_dir,
+                                      settings.public_url))
     app.include_router(threed_router(lambda: pool().connection(), settings.data_dir,
                                      settings.public_url))
 

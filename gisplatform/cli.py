@@ -221,6 +221,8 @@ def demo(
     err.print(f"demo {size} seed {seed}: {rows:,} rows in {secs:.1f}s ({rows / secs:,.0f} rows/s), "
               f"peak memory {peak:,.0f} MB")
     _demo_rasters(url, size, replace)
+    _demo_realscene(url)
+    _build_buildings3d(url)
 
 
 def _demo_rasters(url: str, size: str, replace: bool) -> None:
@@ -235,6 +237,31 @@ def _demo_rasters(url: str, size: str, replace: bool) -> None:
                                      st.update(f"drawing the demo rasters after {name}")))
     if names:
         err.print(f"demo rasters: {len(names)} in {time.perf_counter() - t:.1f}s at /raster/")
+
+
+def _demo_realscene(url: str) -> None:
+    """The demo real-scene block: a textured 3D Tiles patch of the urban core (~1 s)."""
+    from models3d.realscene_demo import add_demo_realscene
+
+    t = time.perf_counter()
+    with err.status("building the demo real-scene block"):
+        name = add_demo_realscene(url, get_settings().data_dir)
+    err.print(f"demo real-scene: {name} in {time.perf_counter() - t:.1f}s "
+              f"at /3d/{name}/tileset.json")
+
+
+def _build_buildings3d(url: str) -> None:
+    """The buildings tileset, built or brought up to date (only changed tiles are redone)."""
+    import psycopg
+
+    from layers.fushun import CITY_BBOX
+    from models3d.buildings import build
+
+    t = time.perf_counter()
+    with psycopg.connect(url) as conn, err.status("building the 3D buildings tileset"):
+        r = build(conn, get_settings().data_dir, CITY_BBOX)
+    err.print(f"3D buildings: {r.features:,} versions, {r.tiles} tiles ({r.written} written) in "
+              f"{time.perf_counter() - t:.1f}s at /3d/{r.name}/tileset.json")
 
 
 @app.command()
@@ -268,20 +295,28 @@ def up(
     workers: int = typer.Option(None, help="Worker processes."),
 ) -> None:
     """Everything: start the database (embedded unless DATABASE_URL), migrate, load the
-    small demo city when the layers are empty (its rasters when none are registered), serve."""
+    small demo city when the layers are empty (its rasters when none are registered, the
+    demo real-scene block when it is not), bring the 3D buildings tileset up to date, serve."""
     import psycopg
 
     from layers.demo import is_empty
+    from models3d.realscene_demo import NAME as REALSCENE_DEMO
+    from models3d.registry import get_tileset
     from tiles.raster import list_rasters
 
     url = _ensure_db()
     with psycopg.connect(url) as conn:
         empty = is_empty(conn)
         no_rasters = not list_rasters(conn)
+        no_realscene = get_tileset(conn, REALSCENE_DEMO) is None
     if empty:
         demo(size="small", seed=42, until=None, replace=False)
-    elif no_rasters:
-        _demo_rasters(url, "small", replace=False)
+    else:
+        if no_rasters:
+            _demo_rasters(url, "small", replace=False)
+        if no_realscene:
+            _demo_realscene(url)
+        _build_buildings3d(url)  # writes since the last start: only those tiles are redone
     serve(host=host, port=port, workers=workers)
 
 

@@ -327,6 +327,9 @@ def build(conn: psycopg.Connection, data_dir: Path, bbox, *, name: str = "buildi
     else:
         tree, signature = state
         tree, dirty = _update(conn, tree, signature, current, ground, cap)
+        if not dirty:  # nothing changed since the last build: keep serving it
+            n_tiles = sum(1 for _ in tree.walk())
+            return BuildReport(name, n_tiles, 0, n_tiles, len(current), old.bytes, old_dir)
     nodes = {n.id: n for n in tree.walk()}
     out = new_directory(data_dir, name)
     try:

@@ -92,6 +92,6 @@ def build_(
               f"peak memory {peak:,.0f} MB (this process) → /3d/{report.name}/tileset.json")
 
 
-from .realscene_cli import register_commands  # noqa: E402  (real-scene import)
+from .realscene_cli import register_commands  # `3d import` (real-scene tilesets)
 
 register_commands(threed_app)

@@ -51,8 +51,9 @@ def building_glb(positions: np.ndarray, normals: np.ndarray, feature_ids: np.nda
     buf = _Buffer()
     n = len(positions)
     count = len(next(iter(table.values())))
-    fid_type = UNSIGNED_SHORT if count < 65535 else FLOAT
-    fid_array = feature_ids.astype(np.uint16 if fid_type == UNSIGNED_SHORT else np.float32)
+    # glTF wants every vertex attribute element 4-byte aligned: float ids (exact to 2^24)
+    fid_type = FLOAT
+    fid_array = feature_ids.astype(np.float32)
     idx_type = UNSIGNED_SHORT if n <= 65535 else UNSIGNED_INT
     idx_array = indices.astype(np.uint16 if idx_type == UNSIGNED_SHORT else np.uint32).ravel()
 

@@ -1,10 +1,31 @@
 #!/bin/sh
 # Make this checkout runnable: system PostgreSQL + PostGIS, a Python >= 3.12 venv at
-# .venv with the project installed. Idempotent and quick when nothing changed.
+# .venv with the project installed, the Node packages of package.json (node_modules) and
+# Debian's Chromium for the browser tests. Idempotent and quick when nothing changed.
 set -eu
 cd "$(dirname "$0")/.."
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+# apt_install WHAT PKG...: install Debian packages as root or with passwordless sudo,
+# or fail saying what to install.
+APT_UPDATED=""
+apt_install() {
+  what=$1; shift
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "$what missing and this is not Debian/Ubuntu: install $* from your system's packages." >&2
+    exit 1
+  fi
+  if [ "$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then SUDO="sudo -n"; else
+    echo "$what missing; run as root: apt-get install $*" >&2; exit 1
+  fi
+  say "installing $* (apt-get)"
+  if [ -z "$APT_UPDATED" ]; then
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q >&2
+    APT_UPDATED=1
+  fi
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" >&2
+}
 
 # --- system packages -------------------------------------------------------
 have_postgis() {
@@ -16,13 +37,7 @@ if [ -n "${DATABASE_URL:-}" ]; then
   : # an external PostGIS is configured; no local server needed
 elif ! have_postgis; then
   if command -v apt-get >/dev/null 2>&1; then
-    if [ "$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null 2>&1; then SUDO="sudo -n"; else
-      echo "PostgreSQL + PostGIS are missing; run as root: apt-get install $SYSTEM_PACKAGES" >&2; exit 1
-    fi
-    say "installing $SYSTEM_PACKAGES (apt-get)"
-    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q >&2
-    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-      $SYSTEM_PACKAGES >&2
+    apt_install "PostgreSQL + PostGIS are" $SYSTEM_PACKAGES
   else
     echo "PostgreSQL + PostGIS are missing and this is not Debian/Ubuntu: install PostgreSQL >= 13" \
          "with PostGIS 3 from your system's packages, or set DATABASE_URL to an existing PostGIS." >&2
@@ -44,4 +59,35 @@ if [ ! -f "$stamp" ]; then
   .venv/bin/python -m pip install -q -e '.[dev]' >&2
   rm -f .venv/.installed-*
   touch "$stamp"
+fi
+
+# --- Node packages (package.json) and Chromium, for the 3D / browser tests ---
+# node_modules holds cesium (viewer), gltf-validator and playwright-core (tests); the tests
+# drive Debian's Chromium (never a downloaded browser build).
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  apt_install "Node.js + npm are" nodejs npm
+fi
+if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)'; then
+  say "warning: Node.js $(node --version) is older than 20.19, which cesium and playwright-core ask for"
+fi
+stamp=node_modules/.installed-$(cat package.json package-lock.json 2>/dev/null | cksum | cut -d' ' -f1)
+if [ ! -f "$stamp" ]; then
+  if [ -f package-lock.json ]; then
+    say "installing the Node packages (npm ci)"
+    npm ci --no-audit --no-fund >&2
+  else
+    say "installing the Node packages and writing package-lock.json (npm install)"
+    npm install --no-audit --no-fund >&2
+    stamp=node_modules/.installed-$(cat package.json package-lock.json | cksum | cut -d' ' -f1)
+  fi
+  rm -f node_modules/.installed-*
+  touch "$stamp"
+fi
+CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
+if [ ! -x "$CHROMIUM" ]; then
+  if [ "$CHROMIUM" = /usr/bin/chromium ]; then
+    apt_install "Chromium (for the browser tests) is" chromium
+  else
+    echo "CHROMIUM=$CHROMIUM is not an executable" >&2; exit 1
+  fi
 fi

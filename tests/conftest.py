@@ -6,6 +6,7 @@ import os
 import shutil
 import tempfile
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -87,11 +88,11 @@ def demo_url(pg) -> str:
     return url
 
 
-@pytest.fixture(scope="module")
-def live(demo_url, tmp_path_factory):
-    """`gisplatform serve` on a free port over the demo database, in its own process
-    (GDAL's OAPIF driver holds the GIL while it fetches: an in-process server would
-    deadlock), as a deployment runs it."""
+@contextmanager
+def serving(db_url: str, data_dir: Path):
+    """`gisplatform serve` on a free port over `db_url`, in its own process (as deployed;
+    GDAL's OAPIF driver holds the GIL while it fetches, so an in-process server would
+    deadlock). Yields the base URL; the server is stopped on exit."""
     import subprocess
     import sys
     import time as _time
@@ -99,28 +100,39 @@ def live(demo_url, tmp_path_factory):
     import httpx
 
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": demo_url,
-           "GISPLATFORM_DATA_DIR": str(tmp_path_factory.mktemp("live"))}
+    env = {**os.environ, "DATABASE_URL": db_url, "GISPLATFORM_DATA_DIR": str(data_dir)}
     # an app built in this process (other tests) leaves its public URL in os.environ
     env.pop("GISPLATFORM_PUBLIC_URL", None)
     cli = str(Path(sys.executable).with_name("gisplatform"))
+    log = (Path(data_dir) / "serve.log").open("wb")
     proc = subprocess.Popen([cli, "serve", "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=subprocess.DEVNULL, stderr=log)
     base = f"http://127.0.0.1:{port}"
-    deadline = _time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or _time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"server did not start: {proc.stderr.read().decode()[-2000:]}")
-        _time.sleep(0.1)
-    yield base
-    proc.terminate()
     try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        deadline = _time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or _time.monotonic() > deadline:
+                raise RuntimeError("server did not start: "
+                                   + (Path(data_dir) / "serve.log").read_text()[-2000:])
+            _time.sleep(0.1)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def live(demo_url, tmp_path_factory):
+    """The app served over the demo database (see `serving`)."""
+    with serving(demo_url, tmp_path_factory.mktemp("live")) as base:
+        yield base
