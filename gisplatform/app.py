@@ -221,6 +221,18 @@ def create_app(settings: Settings | None = None, db_url: str | None = None) -> F
     app.mount("/ogc", ogc_app(collections, url, settings.public_url, CITY_BBOX,
                               START, settings.data_dir / "ogc"))
 
+    from layers import LAYERS
+
+    from .api.search import Searchable, search_router
+
+    app.include_router(search_router([
+        Searchable(name, LAYERS[name].sharing, label, text) for name, label, text in (
+            ("addresses", "address", "address"),
+            ("buildings", "fid || coalesce(' ' || name, '')", "name"),
+            ("legal-persons", "name || ' ' || fid", "name"),
+            ("cameras", "name || ' ' || fid", None))],
+        lambda: pool().connection(), settings.public_url))
+
     # 3D Tiles by registered name only (models3d/)
     from models3d.routes import threed_router
     from models3d.terrain import terrain_router
