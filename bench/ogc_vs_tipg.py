@@ -18,6 +18,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -59,8 +60,11 @@ def tipg_python() -> Path:
 
 
 def serve(cmd: list[str], env: dict, health: str) -> subprocess.Popen:
+    # stderr to a file, not a pipe: a server logging every request would fill an unread
+    # pipe and stall
+    log = tempfile.TemporaryFile()
     proc = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+                            stderr=log)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
@@ -69,7 +73,8 @@ def serve(cmd: list[str], env: dict, health: str) -> subprocess.Popen:
         except httpx.HTTPError:
             pass
         if proc.poll() is not None:
-            raise RuntimeError(proc.stderr.read().decode()[-3000:])
+            log.seek(0)
+            raise RuntimeError(log.read().decode()[-3000:])
         time.sleep(0.2)
     proc.kill()
     raise RuntimeError(f"{cmd} did not come up")

@@ -18,6 +18,7 @@ from . import __version__
 from .config import Settings, get_settings
 from .db.embedded import database_url
 from .db.pool import make_pool
+from .observability import Metrics, RequestLog, configure_logging
 from .ogc import catalog
 from .ogc.mount import ogc_app
 from .ogc.provider import close_pools, pool
@@ -83,6 +84,21 @@ def tile_sources() -> dict:
 # Writes to a layer also change the tiles of the sources derived from it.
 TILE_DEPENDENTS = {"persons": ("population-grid",), "grid-cells": ("population-grid",),
                    "admin-areas": ("population-grid",)}
+
+
+def _runtime_gauges(app_pool, tile_cache):
+    """Pool and cache figures for /metrics, read at scrape time."""
+    pools = {"async": app_pool.get_stats(), "ogc": pool().get_stats()}
+    out = []
+    for stat, help_ in (("pool_size", "connections open"), ("pool_available", "idle connections"),
+                        ("requests_waiting", "requests waiting for a connection"),
+                        ("connections_errors", "connection attempts that failed")):
+        out.append((f"gisplatform_db_{stat}", help_,
+                    {(("pool", name),): s.get(stat, 0) for name, s in pools.items()}))
+    cache = tile_cache.stats()
+    out.append(("gisplatform_tile_cache", "tile cache: tiles, bytes, hits, misses, evictions",
+                {(("figure", k),): v for k, v in cache.items()}))
+    return out
 
 
 def _basemaps(app_pool, public_url: str):
@@ -157,6 +173,7 @@ def create_app(settings: Settings | None = None, db_url: str | None = None) -> F
         description="Fushun spatio-temporal city platform (全时空智慧城市综合信息应用平台)",
     )
     app.state.settings = settings
+    configure_logging()
     app_pool = app.state.pool = make_pool(url, settings.pool_min, settings.pool_max)
 
     @app.middleware("http")
@@ -174,6 +191,7 @@ def create_app(settings: Settings | None = None, db_url: str | None = None) -> F
                 return JSONResponse(status_code=401, content={
                     "code": "Unauthorized", "description": str(e)},
                     headers={"WWW-Authenticate": "Bearer"})
+        request.state.principal_token_id = principal.token_id  # for the access log
         token = current_principal.set(principal)
         try:
             return await call_next(request)
@@ -246,6 +264,18 @@ def create_app(settings: Settings | None = None, db_url: str | None = None) -> F
     # titiler over the registered COGs only, by name (tiles/raster_routes.py)
     from tiles.raster_routes import raster_app
     app.mount("/raster", raster_app(lambda: app.state.pool, settings.data_dir))
+
+    metrics = app.state.metrics = Metrics()
+    metrics.add_source(lambda: _runtime_gauges(app_pool, tile_cache))
+
+    @app.get("/metrics", tags=["platform"], response_class=Response)
+    async def prometheus():
+        """Prometheus text format: requests, latency, connection pools, tile cache
+        (this worker's figures)."""
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4")
+
+    app.add_middleware(RequestLog, metrics=metrics)  # outermost: sees every request
+
 
     @app.get("/health", tags=["platform"])
     async def health(request: Request):

@@ -284,7 +284,8 @@ def serve(
     s = get_settings()
     database_url(s)  # fail early and clearly if there is no database configured
     uvicorn.run("gisplatform.app:create_app", factory=True, host=s.host, port=s.port,
-                workers=workers or s.workers, log_level="info")
+                workers=workers or s.workers, log_level="info",
+                access_log=False)  # gisplatform.observability logs each request as JSON
 
 
 @app.command()
