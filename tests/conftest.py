@@ -17,18 +17,44 @@ from gisplatform.db.embedded import EmbeddedPostgres, free_port
 from gisplatform.temporal import Attribute, LayerSpec, TemporalStore, create_sql, drop_sql
 
 
+# Run beside the test session: when it dies without cleaning up (killed, SIGKILL), stop
+# its throwaway cluster and delete it, so no server outlives its tests.
+_WATCHDOG = """
+import os, shutil, sys, time
+from pathlib import Path
+from gisplatform.db.embedded import EmbeddedPostgres
+parent, root = int(sys.argv[1]), Path(sys.argv[2])
+while True:
+    try:
+        os.kill(parent, 0)
+    except ProcessLookupError:
+        break
+    time.sleep(1)
+if root.exists():
+    EmbeddedPostgres(root, durable=False).stop()
+    shutil.rmtree(root, ignore_errors=True)
+"""
+
+
 @pytest.fixture(scope="session")
 def pg():
+    import subprocess
+    import sys
+
     # mkdtemp is 0700; the server user (postgres, when we are root) must traverse it.
     root = Path(tempfile.mkdtemp(prefix="gisplatform-test-"))
     os.chmod(root, 0o755)
     cluster = EmbeddedPostgres(root, port=free_port(), durable=False)
+    watchdog = subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(root)],
+                                start_new_session=True, stdout=subprocess.DEVNULL)
     try:
         migrate.upgrade(cluster.start())
         yield cluster
     finally:
         cluster.stop()
         shutil.rmtree(root, ignore_errors=True)
+        watchdog.terminate()
+        watchdog.wait(10)
 
 
 @pytest.fixture(scope="session")
