@@ -16,7 +16,6 @@ from gisplatform.db import migrate
 from gisplatform.db.embedded import EmbeddedPostgres, free_port
 from gisplatform.temporal import Attribute, LayerSpec, TemporalStore, create_sql, drop_sql
 
-
 # Run beside the test session: when it dies without cleaning up (killed, SIGKILL), stop
 # its throwaway cluster and delete it, so no server outlives its tests.
 _WATCHDOG = """
