@@ -10,6 +10,7 @@ connections come from one pool. Access and masking go through gisplatform.securi
 from __future__ import annotations
 
 import json
+import math
 import threading
 
 from psycopg import sql
@@ -111,7 +112,12 @@ def parse_datetime(value: str | None):
 
 def envelope(bbox) -> sql.Composable:
     """pygeoapi hands the bbox over in the storage CRS's axis order (EPSG:4490: lat, lon)."""
-    lat0, lon0, lat1, lon1 = bbox[:4]
+    lat0, lon0, lat1, lon1 = (float(v) for v in bbox[:4])
+    if not all(math.isfinite(v) for v in (lat0, lon0, lat1, lon1)) or not (
+            -90 <= lat0 <= lat1 <= 90 and -180 <= lon0 <= lon1 <= 180):
+        raise ProviderInvalidQueryError(
+            user_msg="bbox: longitudes must lie in -180..180 and latitudes in -90..90, "
+                     "lower corner first")
     return sql.SQL("st_makeenvelope({}, {}, {}, {}, 4490)").format(
         *(sql.Literal(float(x)) for x in (lon0, lat0, lon1, lat1)))
 
