@@ -276,6 +276,15 @@ def create_app(settings: Settings | None = None, db_url: str | None = None) -> F
 
     app.add_middleware(RequestLog, metrics=metrics)  # outermost: sees every request
 
+    # the web viewer (gisplatform/viewer, built into its dist/); / opens it
+    from fastapi.responses import RedirectResponse
+
+    from .viewer import viewer_app
+    app.mount("/viewer", viewer_app())
+
+    @app.get("/", include_in_schema=False)
+    async def index():
+        return RedirectResponse("/viewer/", status_code=307)
 
     @app.get("/health", tags=["platform"])
     async def health(request: Request):

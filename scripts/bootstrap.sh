@@ -83,6 +83,11 @@ if [ ! -f "$stamp" ]; then
   rm -f node_modules/.installed-*
   touch "$stamp"
 fi
+# --- the web viewer: gisplatform/viewer → gisplatform/viewer/dist (served at /viewer/) ---
+# esbuild bundles its sources; MapLibre's and Cesium's files are copied next to them. The
+# build skips itself when the checksum of the viewer's sources and package-lock.json is
+# the one in dist/.stamp.
+node gisplatform/viewer/build.mjs
 CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
 if [ ! -x "$CHROMIUM" ]; then
   if [ "$CHROMIUM" = /usr/bin/chromium ]; then
@@ -90,4 +95,8 @@ if [ ! -x "$CHROMIUM" ]; then
   else
     echo "CHROMIUM=$CHROMIUM is not an executable" >&2; exit 1
   fi
+fi
+# the viewer's Chinese text in headless screenshots (scripts/screenshots.py) needs a CJK font
+if command -v fc-list >/dev/null 2>&1 && [ -z "$(fc-list :lang=zh 2>/dev/null)" ] && command -v apt-get >/dev/null 2>&1; then
+  apt_install "A Chinese font (for the viewer's screenshots) is" fonts-wqy-microhei
 fi

@@ -134,3 +134,16 @@ def cesium_load(tileset_url: str, *, timeout_s: float = 60, screenshot: Path | N
                "screenshot": str(screenshot) if screenshot else None,
                "width": size[0], "height": size[1]}
     return _node("cesium_load.mjs", options, timeout_s + 30)
+
+
+# --- the web viewer ------------------------------------------------------------------
+
+def viewer_check(url: str, *, timeout_s: float = 100, **options) -> dict:
+    """Drive the viewer served at `url` (the app's root) in headless Chromium through
+    tests/js/viewer_check.mjs (see there for `options`: building, token, screenshots, skip,
+    wait_globe_ms, width/height) and return its report."""
+    require(browser=True)
+    options = {"url": url, "timeout_ms": int(timeout_s * 1000), "chromium": str(CHROMIUM), **options}
+    if options.get("screenshots"):
+        options["screenshots"] = str(options["screenshots"])
+    return _node("viewer_check.mjs", options, timeout_s + 60)
