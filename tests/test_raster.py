@@ -398,3 +398,16 @@ def test_demo_rasters(pg, tmp_path):
         b, _ = raster_demo._ortho(c, 2019, 200.0)
     assert np.array_equal(a, b)
     assert np.array_equal(raster_demo._dem(900.0)[0], raster_demo._dem(900.0)[0])
+
+
+def test_tiles_coarser_than_the_overviews_are_refused_fast(series):
+    """A z0 orthophoto tile would read the whole full-resolution image (minutes, GBs)."""
+    import time as _t
+
+    client, _, _ = series
+    for path in ("/raster/ortho/0/0/0.png", "/raster/ortho/2/3/1.png",
+                 "/raster/city-2019/tiles/WebMercatorQuad/0/0/0.png"):
+        t = _t.perf_counter()
+        r = client.get(path)
+        assert r.status_code == 404 and "coarser" in r.text, r.text
+        assert _t.perf_counter() - t < 5

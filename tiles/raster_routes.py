@@ -212,6 +212,7 @@ def raster_app(pool: Callable[[], object], data_dir: Path) -> FastAPI:
     # ------------------------------------------------------------------ titiler per name
 
     cog = TilerFactory(router_prefix="/{name}", path_dependency=registered_cog,
+                       reader=_guarded_reader(),
                        process_dependency=dem_algorithm,
                        add_viewer=False,  # its page loads Leaflet from a CDN
                        add_part=False)    # /bbox, /feature: arbitrary-size exports
@@ -232,12 +233,26 @@ class _LinksUnderMount:
         await self.app(scope, receive, send)
 
 
+def _guarded_reader():
+    """rio-tiler's Reader refusing tiles coarser than the COG's overviews reach: such a
+    tile reads the full-resolution raster (a z0 orthophoto tile took minutes and 11 GB)."""
+    from rio_tiler.errors import TileOutsideBounds
+    from rio_tiler.io import Reader
+
+    class OverviewBoundReader(Reader):
+        def tile(self, tile_x, tile_y, tile_z, *args, **kwargs):
+            if tile_z < self.minzoom - 1:
+                raise TileOutsideBounds(
+                    f"zoom {tile_z} is coarser than this raster serves (from z{self.minzoom - 1})")
+            return super().tile(tile_x, tile_y, tile_z, *args, **kwargs)
+    return OverviewBoundReader
+
+
 def _tile_png(path: str, z: int, x: int, y: int, algorithm=None) -> bytes:
     import numpy
-    from rio_tiler.io import Reader
     from titiler.core.utils import render_image
 
-    with Reader(path) as src:  # WebMercatorQuad
+    with _guarded_reader()(path) as src:  # WebMercatorQuad
         # heights are resampled cubic: bilinear has slope jumps a hillshade shows as a grid
         img = src.tile(x, y, z, buffer=getattr(algorithm, "buffer", None) or None,
                        resampling_method="cubic" if algorithm else "bilinear")
