@@ -12,6 +12,7 @@ import numpy as np
 import psycopg
 import pytest
 import rasterio
+from conftest import DEMO_UNTIL, fresh_database
 from fastapi.testclient import TestClient
 from rasterio.transform import from_origin
 from rasterio.warp import transform_bounds
@@ -22,8 +23,6 @@ from gisplatform.app import create_app
 from gisplatform.cli import app as cli_app
 from gisplatform.config import Settings, get_settings
 from tiles.raster import RasterError, add_raster, file_in, list_rasters, raster_dir
-
-from conftest import DEMO_UNTIL, fresh_database
 
 WEB = morecantile.tms.get("WebMercatorQuad")
 X, Y = 123.905, 41.872  # a spot in Xinfu district
