@@ -171,7 +171,7 @@ def raster_app(pool: Callable[[], object], data_dir: Path) -> FastAPI:
     async def ortho_tile(z: int, x: int, y: int, datetime: Datetime = None):
         """The orthophoto of the city at `datetime`: the latest ortho whose time ≤ it."""
         raster = await latest("ortho", when(datetime))
-        png = await run_in_threadpool(_tile_png, cog_file(raster), z, x, y)
+        png = await run_in_threadpool(_series_png, cog_file(raster), z, x, y)
         return Response(png, media_type="image/png", headers={"X-Raster-Name": raster.name})
 
     @app.get("/dem/hillshade/{z}/{x}/{y}.png", tags=["raster"], response_class=Response)
@@ -188,7 +188,7 @@ def raster_app(pool: Callable[[], object], data_dir: Path) -> FastAPI:
         raster = await latest("dem", when(datetime))
         shade = HillShade(azimuth=azimuth, angle_altitude=altitude, buffer=3,
                           z_exaggeration=exaggeration / _ground_pixel_m(z, y))
-        png = await run_in_threadpool(_tile_png, cog_file(raster), z, x, y, shade)
+        png = await run_in_threadpool(_series_png, cog_file(raster), z, x, y, shade)
         return Response(png, media_type="image/png", headers={"X-Raster-Name": raster.name})
 
     async def series_tilejson(request: Request, kind: str, tiles: str, datetime: str | None):
@@ -233,19 +233,47 @@ class _LinksUnderMount:
         await self.app(scope, receive, send)
 
 
+def _coarser_error():
+    from rio_tiler.errors import TileOutsideBounds
+
+    class CoarserThanOverviews(TileOutsideBounds):
+        pass
+    return CoarserThanOverviews
+
+
+CoarserThanOverviews = _coarser_error()
+
+
+def _transparent_png() -> bytes:
+    import numpy
+    from rio_tiler.models import ImageData
+    from titiler.core.utils import render_image
+
+    img = ImageData(numpy.ma.masked_all((1, 256, 256), dtype="uint8"))
+    return render_image(img, output_format=_png())[0]
+
+
 def _guarded_reader():
     """rio-tiler's Reader refusing tiles coarser than the COG's overviews reach: such a
     tile reads the full-resolution raster (a z0 orthophoto tile took minutes and 11 GB)."""
-    from rio_tiler.errors import TileOutsideBounds
     from rio_tiler.io import Reader
 
     class OverviewBoundReader(Reader):
         def tile(self, tile_x, tile_y, tile_z, *args, **kwargs):
             if tile_z < self.minzoom - 1:
-                raise TileOutsideBounds(
+                raise CoarserThanOverviews(
                     f"zoom {tile_z} is coarser than this raster serves (from z{self.minzoom - 1})")
             return super().tile(tile_x, tile_y, tile_z, *args, **kwargs)
     return OverviewBoundReader
+
+
+def _series_png(path: str, z: int, x: int, y: int, algorithm=None) -> bytes:
+    """The series' tiles (basemaps): a zoom coarser than the overviews is an empty
+    transparent tile, not an error, so a map zoomed out draws nothing there quietly."""
+    try:
+        return _tile_png(path, z, x, y, algorithm)
+    except CoarserThanOverviews:
+        return _transparent_png()
 
 
 def _tile_png(path: str, z: int, x: int, y: int, algorithm=None) -> bytes:
