@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
@@ -15,6 +17,7 @@ from tiles.routes import CachedTileFastPath, tile_router
 from tiles.service import TileService
 
 from . import __version__
+from .api.responses import Health, errors, media_types
 from .config import Settings, get_settings
 from .db.embedded import database_url
 from .db.pool import make_pool
@@ -27,8 +30,14 @@ from .security import (
     AuthError,
     current_principal,
     personal_masks,
-    principal_for_token,
+    principal_for_token_async,
 )
+
+# the PATCH route reads its body itself; this tells clients (and schemathesis) its shape
+PATCH_BODY = {"requestBody": {"required": True, "content": {"application/geo+json": {"schema": {
+    "type": "object", "description": "a partial GeoJSON Feature: the properties (and "
+    "geometry) to change", "properties": {"properties": {"type": "object"},
+                                          "geometry": {"type": "object"}}}}}}}
 
 
 def ogc_collections() -> list[catalog.Collection]:
@@ -96,7 +105,8 @@ def _runtime_gauges(app_pool, tile_cache):
         out.append((f"gisplatform_db_{stat}", help_,
                     {(("pool", name),): s.get(stat, 0) for name, s in pools.items()}))
     cache = tile_cache.stats()
-    out.append(("gisplatform_tile_cache", "tile cache: tiles, bytes, hits, misses, evictions",
+    out.append(("gisplatform_tile_cache",
+                "tile cache: tiles, bytes, hits, misses, evictions, disk write errors",
                 {(("figure", k),): v for k, v in cache.items()}))
     return out
 
@@ -146,6 +156,16 @@ def _row_checker(layer):
     return check
 
 
+def database_unavailable(request: Request, exc: Exception | None = None) -> JSONResponse:
+    """The database down, restarting or out of connections (psycopg's OperationalError,
+    the pools' PoolTimeout among them): 503 with a JSON body, never a traceback. The
+    pools reconnect by themselves (gisplatform/db/pool.py): the client retries."""
+    what = f" ({type(exc).__name__})" if exc is not None else ""
+    return JSONResponse(status_code=503, headers={"Retry-After": "5"}, content={
+        "code": "ServiceUnavailable",
+        "description": f"the database is unavailable{what}; retry shortly"})
+
+
 def _token_of(request: Request) -> str | None:
     auth = request.headers.get("authorization", "")
     if auth.lower().startswith("bearer "):
@@ -160,11 +180,19 @@ def create_app(settings: Settings | None = None, db_url: str | None = None) -> F
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         await app_pool.open(wait=False)  # the app starts even if the database is down
+        # pygeoapi runs every OGC request in the loop's default executor, which has
+        # cpu + 4 threads (6 here): under load a few slow processes would queue every
+        # items/history request behind them. One thread per OGC pool connection, and some.
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(
+            max_workers=2 * settings.pool_max, thread_name_prefix="ogc"))
         listener = asyncio.create_task(invalidator.run())
+        hooks = asyncio.create_task(webhooks.run())  # change-feed webhooks (api/webhooks.py)
         try:
             yield
         finally:
             listener.cancel()
+            hooks.cancel()
+            webhooks.close()
             await app_pool.close()
             close_pools()
 
@@ -173,8 +201,10 @@ def create_app(settings: Settings | None = None, db_url: str | None = None) -> F
         description="Fushun spatio-temporal city platform (全时空智慧城市综合信息应用平台)",
     )
     app.state.settings = settings
+    app.add_exception_handler(psycopg.OperationalError, database_unavailable)
     configure_logging()
-    app_pool = app.state.pool = make_pool(url, settings.pool_min, settings.pool_max)
+    app_pool = app.state.pool = make_pool(url, settings.pool_min, settings.pool_max,
+                                          settings.pool_timeout)
 
     @app.middleware("http")
     async def authenticate(request: Request, call_next):
@@ -182,11 +212,11 @@ def create_app(settings: Settings | None = None, db_url: str | None = None) -> F
         secret = _token_of(request)
         principal = ANONYMOUS
         if secret:
-            def lookup():
-                with pool().connection() as conn:
-                    return principal_for_token(conn, secret)
             try:
-                principal = await run_in_threadpool(lookup)
+                async with app_pool.connection() as conn:
+                    principal = await principal_for_token_async(conn, secret)
+            except psycopg.OperationalError as e:  # outside the routes' exception handlers
+                return database_unavailable(request, e)
             except AuthError as e:
                 return JSONResponse(status_code=401, content={
                     "code": "Unauthorized", "description": str(e)},
@@ -198,7 +228,9 @@ def create_app(settings: Settings | None = None, db_url: str | None = None) -> F
         finally:
             current_principal.reset(token)
 
-    @app.patch("/ogc/collections/{collection_id}/items/{item_id}", tags=["OGC API Features"])
+    @app.patch("/ogc/collections/{collection_id}/items/{item_id}", tags=["OGC API Features"],
+               status_code=204, response_class=Response,
+               responses=errors(400, 401, 403, 404, 409, 503), openapi_extra=PATCH_BODY)
     async def patch_item(collection_id: str, item_id: str, request: Request):
         """OGC API Features Part 4 update (pygeoapi 0.24 routes no PATCH): a partial
         Feature merged over the current version and written as a new version."""
@@ -206,6 +238,10 @@ def create_app(settings: Settings | None = None, db_url: str | None = None) -> F
 
         from .ogc.provider import TemporalProvider
 
+        if current_principal.get().token_id is None:  # as every write: 401 before anything
+            return JSONResponse(status_code=401, content={
+                "code": "Unauthorized", "description": "writing needs a token with a write grant"},
+                headers={"WWW-Authenticate": "Bearer"})
         if collection_id not in catalog.collections():
             return JSONResponse(status_code=404, content={"code": "NotFound",
                                                           "description": "no such collection"})
@@ -226,7 +262,8 @@ def create_app(settings: Settings | None = None, db_url: str | None = None) -> F
     cache_dir = settings.data_dir / "tiles"
     tile_cache = TileCache(cache_dir, settings.tile_cache_memory_mb << 20,
                            settings.tile_cache_disk_mb << 20)
-    tiles = app.state.tiles = TileService(tile_sources(), tile_cache, app_pool)
+    tiles = app.state.tiles = TileService(tile_sources(), tile_cache, app_pool,
+                                           settings.tile_renders)
     invalidator = app.state.tile_invalidator = TileInvalidator(
         url, tile_cache, TILE_DEPENDENTS, cache_dir / "state.json")
     # before the /ogc mount: OGC API Tiles requests for tiles are answered here
@@ -250,6 +287,28 @@ def create_app(settings: Settings | None = None, db_url: str | None = None) -> F
             ("legal-persons", "name || ' ' || fid", "name"),
             ("cameras", "name || ' ' || fid", None))],
         lambda: pool().connection(), settings.public_url))
+    # command-centre statistics: monthly series by area (aggregates only)
+    from .api.stats import sharing_of, stats_router
+    app.include_router(stats_router(sharing_of(LAYERS), lambda: pool().connection()))
+
+    # the change feed and its webhooks, per layer (a layer and its -history collection)
+    from datetime import timedelta
+
+    from .api.changes import FeedLayer, changes_router
+    from .api.webhooks import WebhookDeliverer
+
+    feeds = {c.id: FeedLayer(c.layer, c.spec, c.sharing, c.personal) for c in collections
+             if c.kind != catalog.AGGREGATE}
+    app.include_router(changes_router(feeds, lambda: pool().connection(), settings.public_url))
+    webhooks = WebhookDeliverer(url, {f.name: f for f in feeds.values()},
+                                settings.webhook_retry_seconds,
+                                retention=timedelta(days=settings.change_retention_days))
+
+    # exports as jobs (api/exports.py); open data downloads and their schedule (api/opendata.py)
+    from .api.exports import exports_router
+    from .api.opendata import opendata_router
+    app.include_router(exports_router(LAYERS, url, settings))
+    app.include_router(opendata_router(LAYERS.values(), url, settings))
 
     # 3D Tiles by registered name only (models3d/)
     from models3d.routes import threed_router
@@ -263,12 +322,15 @@ def create_app(settings: Settings | None = None, db_url: str | None = None) -> F
 
     # titiler over the registered COGs only, by name (tiles/raster_routes.py)
     from tiles.raster_routes import raster_app
-    app.mount("/raster", raster_app(lambda: app.state.pool, settings.data_dir))
+    rasters = raster_app(lambda: app.state.pool, settings.data_dir)
+    rasters.add_exception_handler(psycopg.OperationalError, database_unavailable)  # own app
+    app.mount("/raster", rasters)
 
     metrics = app.state.metrics = Metrics()
     metrics.add_source(lambda: _runtime_gauges(app_pool, tile_cache))
 
-    @app.get("/metrics", tags=["platform"], response_class=Response)
+    @app.get("/metrics", tags=["platform"], response_class=Response,
+             responses=media_types("text/plain", description="Prometheus text format 0.0.4"))
     async def prometheus():
         """Prometheus text format: requests, latency, connection pools, tile cache
         (this worker's figures)."""
@@ -286,7 +348,8 @@ def create_app(settings: Settings | None = None, db_url: str | None = None) -> F
     async def index():
         return RedirectResponse("/viewer/", status_code=307)
 
-    @app.get("/health", tags=["platform"])
+    @app.get("/health", tags=["platform"], responses={
+        200: {"model": Health}, 503: {"model": Health, "description": "The database is unreachable."}})
     async def health(request: Request):
         """Database reachability and versions; 503 while the database is unreachable."""
         try:

@@ -15,9 +15,12 @@ from models3d.cli import threed_app
 from tiles.cli import tiles_app
 from tiles.raster_cli import raster_app
 
+from .api.changes_cli import changes_app
+from .api.stats_cli import stats_app
 from .config import get_settings
 from .db import migrate as migrations
 from .db.embedded import EmbeddedError, database_url, find_bindir, from_settings
+from .exports_cli import export_command, opendata_app
 from .security.cli import analyst_app, token_app
 
 app = typer.Typer(help="Fushun spatio-temporal city platform.", no_args_is_help=True)
@@ -28,6 +31,10 @@ app.add_typer(analyst_app, name="analyst")
 app.add_typer(tiles_app, name="tiles")
 app.add_typer(threed_app, name="3d")
 app.add_typer(raster_app, name="raster")
+app.add_typer(changes_app(lambda: __import__("layers").LAYERS), name="changes")
+app.command("export")(export_command(lambda: __import__("layers").LAYERS))
+app.add_typer(opendata_app(lambda: __import__("layers").LAYERS), name="opendata")
+app.add_typer(stats_app, name="stats")
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
 
@@ -42,6 +49,26 @@ def friendly(fn):
             err.print(f"[red]error:[/red] {e}")
             raise typer.Exit(1) from None
     return wrapper
+
+
+def _check_data_dir() -> None:
+    """`serve` and `up` write under the data directory as they start (the OGC configuration
+    pygeoapi reads, the embedded database, the tile cache): one clear line and exit 1 when
+    it cannot be written (read-only or full), instead of a traceback from deep inside.
+    Once running, a disk that fills up only turns the caches to memory (tiles/cache.py)."""
+    import tempfile
+
+    d = get_settings().data_dir
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=d, prefix=".write-check-") as probe:
+            probe.write(b"\0" * 4096)  # a full disk fails here, not only a read-only one
+            probe.flush()
+    except OSError as e:
+        err.print(f"[red]error:[/red] cannot write in the data directory {d} ({e.strerror or e}):"
+                  " make it writable and free space there, or set GISPLATFORM_DATA_DIR to"
+                  " another directory")
+        raise typer.Exit(1) from None
 
 
 def _ensure_db() -> str:
@@ -176,7 +203,13 @@ def import_(
         err.print(f"[yellow]warning:[/yellow] … {len(report.warnings) - 20} more")
     if report.rejected:
         path = rejects or Path(f"{file.name}.rejects.csv")
-        write_rejects(path, report.rejected)
+        try:
+            write_rejects(path, report.rejected)
+        except OSError as e:  # the import itself is done (or was a dry run); say so
+            err.print(f"[red]error:[/red] cannot write the reject file {path} ({e.strerror or e}),"
+                      f" no file left there; {report.summary()}: rerun with --rejects elsewhere"
+                      " to get the list (rows already in stay unchanged)")
+            raise typer.Exit(1) from None
         first = report.rejected[0]
         err.print(f"{report.summary()}; first: row {first.number}: {first.reason}; all in {path}"
                   + ("; --all-or-nothing: nothing written" if all_or_nothing else ""))
@@ -282,10 +315,28 @@ def serve(
         os.environ["PORT"] = str(port)  # PORT wins over GISPLATFORM_PORT
     get_settings.cache_clear()
     s = get_settings()
+    _check_data_dir()
     database_url(s)  # fail early and clearly if there is no database configured
     uvicorn.run("gisplatform.app:create_app", factory=True, host=s.host, port=s.port,
                 workers=workers or s.workers, log_level="info",
                 access_log=False)  # gisplatform.observability logs each request as JSON
+
+
+def _stats_rollups(url: str) -> None:
+    """Count the statistics rollups that are missing or past correcting, so the first
+    /api/stats request does not (gisplatform/api/stats.py, Rollup)."""
+    import psycopg
+
+    from .api import stats
+    from .db.pool import OPTIONS
+
+    t = time.perf_counter()
+    with psycopg.connect(url, autocommit=True, options=OPTIONS) as conn:
+        if not stats._ROLLUP.usable(conn):
+            return
+        built = [k for k, v in stats.rebuild_all(conn, if_needed=True).items() if v is not None]
+    if built:
+        err.print(f"statistics rollups counted: {', '.join(built)} ({time.perf_counter() - t:.1f}s)")
 
 
 @app.command()
@@ -305,6 +356,7 @@ def up(
     from models3d.registry import get_tileset
     from tiles.raster import list_rasters
 
+    _check_data_dir()
     url = _ensure_db()
     with psycopg.connect(url) as conn:
         empty = is_empty(conn)
@@ -318,6 +370,7 @@ def up(
         if no_realscene:
             _demo_realscene(url)
         _build_buildings3d(url)  # writes since the last start: only those tiles are redone
+    _stats_rollups(url)
     serve(host=host, port=port, workers=workers)
 
 

@@ -37,9 +37,27 @@ class Settings(BaseSettings):
     workers: int = 1
     pool_min: int = 1
     pool_max: int = 10
+    # Seconds a request waits for a database connection before it is answered 503
+    # (the database down or every connection busy).
+    pool_timeout: float = 10.0
     # Vector tile cache (tiles/cache.py): memory per worker, disk shared under data_dir/tiles.
     tile_cache_memory_mb: int = 256
     tile_cache_disk_mb: int = 2048
+    # Tile renders running at once per worker (0 = one per CPU): heavy low-zoom renders
+    # queue here instead of taking every database core from the OGC requests.
+    tile_renders: int = 0
+    # Change feed (gisplatform/api/changes.py): days of log kept; webhook retry backoff base.
+    change_retention_days: float = 30
+    webhook_retry_seconds: float = 1.0
+    # Exports over HTTP (gisplatform/api/exports.py): jobs and files under data_dir/exports,
+    # deleted this many hours after they were asked for; jobs run at once (the rest queue).
+    exports_ttl_hours: float = 24
+    exports_workers: int = 1
+    # Open data (gisplatform/opendata.py): publish every e.g. "24h" ("0" = never, only by
+    # `gisplatform opendata publish`); versions kept per layer; the licence stated.
+    opendata_every: str = "0"
+    opendata_keep: int = 5
+    opendata_license: str = "CC-BY-4.0"
 
     # How clients reach the server (links in OGC documents); default http://host:port.
     public_base_url: str | None = Field(default=None, validation_alias="GISPLATFORM_PUBLIC_URL")

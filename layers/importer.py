@@ -9,8 +9,10 @@ a changed row becomes a new version. Bad rows go to a reject file with their rea
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import os
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -330,12 +332,25 @@ def address_lookup(conn: psycopg.Connection) -> Callable[[str], BaseGeometry | N
 
 
 def write_rejects(path: Path, rejects: list[Reject]) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["row", "fid", "reason", "fields"])
-        for r in rejects:
-            w.writerow([r.number, r.fid, r.reason,
-                        json.dumps(r.fields, ensure_ascii=False, default=str)])
+    """The reject file, whole or not at all: written beside `path` and renamed over it,
+    so a full disk or a killed import never leaves half a file (OSError says why).
+    A device or pipe (/dev/stdout) is written directly."""
+    direct = path.exists() and not path.is_file()
+    tmp = path if direct else path.with_name(f".{path.name}.{os.getpid()}.part")
+    try:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(["row", "fid", "reason", "fields"])
+            for r in rejects:
+                w.writerow([r.number, r.fid, r.reason,
+                            json.dumps(r.fields, ensure_ascii=False, default=str)])
+        if not direct:
+            os.replace(tmp, path)
+    except OSError:
+        if not direct:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+        raise
 
 
 def run_import(conn: psycopg.Connection, layer: Layer, path: Path, *, crs: str | None = None,

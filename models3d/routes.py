@@ -22,6 +22,7 @@ import psycopg
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 
+from gisplatform.api.responses import Tileset3D, Tilesets3D, errors, media_types
 from gisplatform.temporal import TemporalError, parse_request_instant
 
 from .registry import (
@@ -55,7 +56,7 @@ def _etag(path: Path) -> str:
 def threed_router(connect: Callable[[], psycopg.Connection], data_dir: Path,
                   public_url: str) -> APIRouter:
     """`connect()` gives a (pooled, sync) connection context manager to read the registry."""
-    router = APIRouter(prefix="/3d", tags=["3D Tiles"])
+    router = APIRouter(prefix="/3d", tags=["3D Tiles"], responses=errors(401))  # unknown token
 
     def lookup(name: str) -> Tileset | None:
         try:
@@ -65,7 +66,7 @@ def threed_router(connect: Callable[[], psycopg.Connection], data_dir: Path,
         with connect() as conn:
             return get_tileset(conn, name)
 
-    @router.get("/")
+    @router.get("/", responses={200: {"model": Tilesets3D}})
     def listing():
         """Every registered tileset with its tileset.json link."""
         with connect() as conn:
@@ -80,7 +81,7 @@ def threed_router(connect: Callable[[], psycopg.Connection], data_dir: Path,
                if t.kind == "buildings" else {}),
         } for t in sets]}, headers=CORS)
 
-    @router.get("/{name}/tileset.json")
+    @router.get("/{name}/tileset.json", responses={200: {"model": Tileset3D}, **errors(400, 404)})
     def tileset_json(request: Request, name: str,
                      datetime_: str | None = Query(None, alias="datetime",
                                                    description="Instant the viewer shows "
@@ -107,7 +108,8 @@ def threed_router(connect: Callable[[], psycopg.Connection], data_dir: Path,
         doc["extras"]["datetime"] = at.isoformat()
         return JSONResponse(doc, headers=headers)
 
-    @router.get("/{name}/{relative:path}")
+    @router.get("/{name}/{relative:path}", response_class=Response,
+                responses={**media_types(*sorted(set(MEDIA.values()))), **errors(404)})
     def content(request: Request, name: str, relative: str):
         t = lookup(name)
         path = file_in(data_dir, t, relative) if t is not None else None

@@ -58,6 +58,7 @@ import numpy as np
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
+from gisplatform.api.responses import TerrainLayer, errors
 from gisplatform.temporal import TemporalError, parse_request_instant
 from tiles.raster import Raster, RasterError, file_in, list_rasters, raster_dir
 
@@ -433,7 +434,8 @@ def _write_atomic(path: Path, data: bytes) -> None:
 def terrain_router(connect: Callable[[], object], data_dir: Path, public_url: str) -> APIRouter:
     """`/3d/terrain/…`. `connect()` gives a (pooled, sync) psycopg connection context
     manager to read `city.rasters`. Include it before the `/3d/{name}/…` routes."""
-    router = APIRouter(prefix="/3d/terrain", tags=["3D terrain"])
+    router = APIRouter(prefix="/3d/terrain", tags=["3D terrain"],
+                       responses=errors(401))  # 401: an unknown token
     data_dir = Path(data_dir)
     cache_root = data_dir / CACHE_DIR
 
@@ -460,7 +462,8 @@ def terrain_router(connect: Callable[[], object], data_dir: Path, public_url: st
         for p in stale:
             shutil.rmtree(p, ignore_errors=True)
 
-    @router.get("/layer.json", summary="Cesium terrain layer (quantized-mesh-1.0)")
+    @router.get("/layer.json", summary="Cesium terrain layer (quantized-mesh-1.0)",
+                responses={200: {"model": TerrainLayer}, **errors(400, 404)})
     def layer(request: Request,
               datetime_: str | None = Query(None, alias="datetime",
                                             description="the latest DEM whose time ≤ this "
@@ -484,7 +487,7 @@ def terrain_router(connect: Callable[[], object], data_dir: Path, public_url: st
 
     @router.get("/{z}/{x}/{y}.terrain", summary="A quantized-mesh-1.0 terrain tile",
                 response_class=Response,
-                responses={200: {"content": {MEDIA_TYPE: {}}}})
+                responses={200: {"content": {MEDIA_TYPE: {}}}, **errors(400, 404)})
     def tile(request: Request, z: str, x: str, y: str,
              v: str | None = Query(None, description="the terrain version from layer.json"),
              datetime_: str | None = Query(None, alias="datetime",

@@ -14,7 +14,13 @@ import pytest
 
 from gisplatform.db import migrate
 from gisplatform.db.embedded import EmbeddedPostgres, free_port
-from gisplatform.temporal import Attribute, LayerSpec, TemporalStore, create_sql, drop_sql
+from gisplatform.temporal import (
+    Attribute,
+    LayerSpec,
+    TemporalStore,
+    create_sql,
+    drop_sql,
+)
 
 # Run beside the test session: when it dies without cleaning up (killed, SIGKILL), stop
 # its throwaway cluster and delete it, so no server outlives its tests.
@@ -35,13 +41,15 @@ if root.exists():
 """
 
 
-@pytest.fixture(scope="session")
-def pg():
+@contextmanager
+def throwaway_cluster(prefix: str = "gisplatform-test-"):
+    """A started, migrated PostGIS cluster in a temp dir, stopped and deleted on exit (and
+    by a watchdog if this process dies without cleaning up)."""
     import subprocess
     import sys
 
     # mkdtemp is 0700; the server user (postgres, when we are root) must traverse it.
-    root = Path(tempfile.mkdtemp(prefix="gisplatform-test-"))
+    root = Path(tempfile.mkdtemp(prefix=prefix))
     os.chmod(root, 0o755)
     cluster = EmbeddedPostgres(root, port=free_port(), durable=False)
     watchdog = subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(root)],
@@ -54,6 +62,12 @@ def pg():
         shutil.rmtree(root, ignore_errors=True)
         watchdog.terminate()
         watchdog.wait(10)
+
+
+@pytest.fixture(scope="session")
+def pg():
+    with throwaway_cluster() as cluster:
+        yield cluster
 
 
 @pytest.fixture(scope="session")

@@ -8,11 +8,17 @@ whose instant lies in the span.
 
 Disk layout: <dir>/<source>/<z>/<x>/<y>/<when>.mvt (empty file = empty tile). Several
 workers may share the directory; each keeps its own index and tolerates files vanishing.
+
+The disk is a help, never a condition: a directory that cannot be created (read-only
+data dir) turns the disk cache off, and a write that fails (full disk) leaves no partial
+file and is only logged — the tile is still served, from memory.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 import math
 import os
 import shutil
@@ -26,6 +32,7 @@ from pathlib import Path
 from .sources import BUFFER, EXTENT
 
 CURRENT = "current"
+log = logging.getLogger("gisplatform.tiles")
 
 
 def when_key(at: datetime | None, known_at: datetime | None) -> str:
@@ -69,10 +76,16 @@ class TileCache:
         self._epoch: dict[str, int] = {}
         self._evicted_at: dict[str, float] = {}  # wall clock of the last eviction per source
         self._lock = threading.Lock()
-        self.hits = self.misses = self.evictions = 0
+        self.hits = self.misses = self.evictions = self.disk_errors = 0
         if directory is not None:
-            directory.mkdir(parents=True, exist_ok=True)
-            self._load_disk_index()
+            try:
+                directory.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                log.warning("tile cache: cannot use %s (%s): tiles are cached in memory only",
+                            directory, e.strerror or e)
+                self.dir = None
+            else:
+                self._load_disk_index()
 
     # -- lookups -------------------------------------------------------------------
     def get(self, key: Key) -> Tile | None:
@@ -115,13 +128,14 @@ class TileCache:
             self._add_index(key)
         if self.dir is not None and self.disk_bytes > 0:
             path = self._path(key)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
                 tmp.write_bytes(tile.data)
                 os.replace(tmp, path)  # readers never see half a tile
-            except OSError:
-                return  # a full or read-only disk degrades to the memory cache
+            except OSError as e:  # a full or read-only disk: the memory cache still has it
+                self._disk_failed(tmp, e)
+                return
             with self._lock:
                 if self._epoch.get(key[0], 0) != epoch:  # evicted while we wrote
                     path.unlink(missing_ok=True)
@@ -191,7 +205,18 @@ class TileCache:
         with self._lock:
             return {"memory_tiles": len(self._mem), "memory_bytes": self._mem_size,
                     "disk_tiles": len(self._disk), "disk_bytes": self._disk_size,
-                    "hits": self.hits, "misses": self.misses, "evictions": self.evictions}
+                    "hits": self.hits, "misses": self.misses, "evictions": self.evictions,
+                    "disk_errors": self.disk_errors}
+
+    def _disk_failed(self, tmp: Path, e: OSError) -> None:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)  # no partial file left behind
+        with self._lock:
+            self.disk_errors += 1
+            first = self.disk_errors == 1
+        if first:  # once per process, not once per tile; /metrics counts the rest
+            log.warning("tile cache: cannot write under %s (%s): tiles are served from "
+                        "memory; later writes are tried again", self.dir, e.strerror or e)
 
     def _adopt(self, key: Key) -> bool:
         """A file another process (`gisplatform tiles seed`) wrote after our index was

@@ -8,6 +8,7 @@ so a tile rendered across a write is not stored.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import json
 import sqlite3
@@ -220,8 +221,14 @@ def export(
     try:
         (_write_pmtiles if kind == ".pmtiles" else _write_mbtiles)(tmp, found, meta, box, zooms)
         tmp.replace(out)
+    except (OSError, sqlite3.Error) as e:  # a full or read-only disk: say so, leave nothing
+        err.print(f"[red]error:[/red] cannot write {out} ({getattr(e, 'strerror', None) or e}):"
+                  " no file written", soft_wrap=True)
+        raise typer.Exit(1) from None
     finally:
-        tmp.unlink(missing_ok=True)
+        for part in (tmp, tmp.with_name(tmp.name + "-journal")):  # sqlite's journal too
+            with contextlib.suppress(OSError):
+                part.unlink(missing_ok=True)
     err.print(f"{out}: {len(found):,} tiles of {counts['tiles']:,} ({counts['empty']:,} empty "
               f"skipped), {out.stat().st_size / 1e6:,.1f} MB in {time.perf_counter() - t0:.1f}s")
 

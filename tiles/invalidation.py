@@ -14,6 +14,7 @@ longer reaches back that far, every current tile is dropped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Mapping
@@ -108,9 +109,11 @@ class TileInvalidator:
             return
         cur = await conn.execute("select now()")
         now = (await cur.fetchone())[0]
+        tmp = self.state_file.with_suffix(".tmp")
         try:
-            tmp = self.state_file.with_suffix(".tmp")
             tmp.write_text(json.dumps({"listening_at": now.isoformat()}))
             tmp.replace(self.state_file)
-        except OSError as e:
+        except OSError as e:  # a full or read-only disk: no half-written file left behind
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
             log.warning("tile cache state not saved (%s): a restart will drop current tiles", e)

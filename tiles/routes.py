@@ -11,9 +11,10 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from urllib.parse import parse_qsl, urlencode
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
+from gisplatform.api.responses import Style, TileJSON, TileLayers, errors
 from gisplatform.security import ANONYMOUS, access, current_principal
 from gisplatform.temporal import TemporalError, parse_request_instant
 
@@ -65,8 +66,10 @@ def tile_router(service: TileService, public_url: str, bounds: tuple[float, ...]
                 ogc_tiles: dict[str, str] | None = None) -> APIRouter:
     """`basemaps`: the raster layers under the style for a request (id, tiles, bounds,
     opacity); `ogc_tiles`: OGC collection id → tile source, for OGC API Tiles' tile path."""
-    router = APIRouter(tags=["Vector tiles"])
+    router = APIRouter(tags=["Vector tiles"], responses=errors(401))  # 401: unknown token
     sources = service.sources
+    LAYER = Path(description="a tile layer (see /tiles/)",
+                 json_schema_extra={"enum": sorted(sources)})
 
     def tile_url(name: str, request: Request) -> str:
         keep = {k: v for k, v in request.query_params.items()
@@ -79,8 +82,10 @@ def tile_router(service: TileService, public_url: str, bounds: tuple[float, ...]
         return [s for s in sources.values() if access(p, s.name, s.sharing).read]
 
     @router.get("/tiles/{layer}/{z}/{x}/{y}.mvt", response_class=Response,
-                responses={200: {"content": {MVT: {}}}, 204: {"description": "empty tile"}})
-    async def get_tile(request: Request, layer: str, z: int, x: int, y: int,
+                responses={200: {"content": {MVT: {}}}, 204: {"description": "empty tile"},
+                           **errors(400, 403, 404)})
+    async def get_tile(request: Request, layer: str = LAYER, z: int = ..., x: int = ...,
+                       y: int = ...,
                        datetime_: str | None = Query(None, alias="datetime", description=DATETIME_DOC),
                        known_at: str | None = Query(None, description=KNOWN_AT_DOC)):
         """A Mapbox Vector Tile (WebMercatorQuad) of the layer at an instant."""
@@ -101,8 +106,10 @@ def tile_router(service: TileService, public_url: str, bounds: tuple[float, ...]
 
     @router.get("/ogc/collections/{collection}/tiles/WebMercatorQuad/{z}/{row}/{col}",
                 response_class=Response, tags=["OGC API Tiles"],
-                responses={200: {"content": {MVT: {}}}, 204: {"description": "empty tile"}})
-    async def get_ogc_tile(request: Request, collection: str, z: int, row: int, col: int,
+                responses={200: {"content": {MVT: {}}}, 204: {"description": "empty tile"},
+                           **errors(400, 403, 404)})
+    async def get_ogc_tile(request: Request, z: int, row: int, col: int,
+                           collection: str = Path(json_schema_extra={"enum": sorted(ogc_tiles or {})}),
                            datetime_: str | None = Query(None, alias="datetime",
                                                          description=DATETIME_DOC),
                            known_at: str | None = Query(None, description=KNOWN_AT_DOC)):
@@ -112,15 +119,15 @@ def tile_router(service: TileService, public_url: str, bounds: tuple[float, ...]
             return _error(404, "NotFound", f"collection {collection!r} has no vector tiles")
         return await get_tile(request, layer, z, col, row, datetime_, known_at)
 
-    @router.get("/tiles/style.json")
+    @router.get("/tiles/style.json", responses={200: {"model": Style}})
     async def style(request: Request):
         """A MapLibre style: the basemap plus every layer the caller may read."""
         rasters = await basemaps(request) if basemaps else []
         return JSONResponse(_style(readable(request), tile_url, request, bounds, rasters),
                             headers=CORS)
 
-    @router.get("/tiles/{layer}.json")
-    async def tilejson(request: Request, layer: str):
+    @router.get("/tiles/{layer}.json", responses={200: {"model": TileJSON}, **errors(403, 404)})
+    async def tilejson(request: Request, layer: str = LAYER):
         """TileJSON 3.0 for one layer (carries datetime/known_at/token into the URLs)."""
         src = sources.get(layer)
         if src is None:
@@ -138,7 +145,7 @@ def tile_router(service: TileService, public_url: str, bounds: tuple[float, ...]
                                "fields": _fields(src)}],
         }, headers=CORS)
 
-    @router.get("/tiles/")
+    @router.get("/tiles/", responses={200: {"model": TileLayers}})
     @router.get("/tiles", include_in_schema=False)
     async def listing(request: Request):
         """The tile layers the caller may read, with their TileJSON links."""

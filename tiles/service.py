@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from datetime import datetime
 
 from psycopg_pool import AsyncConnectionPool
@@ -15,10 +16,13 @@ EMPTY = Tile.of(b"")
 
 class TileService:
     def __init__(self, sources: dict[str, TileSource], cache: TileCache,
-                 pool: AsyncConnectionPool):
+                 pool: AsyncConnectionPool, renders: int = 0):
         self.sources = sources
         self.cache = cache
         self.pool = pool
+        # at most this many renders at once (0: one per CPU): the database's cores are
+        # shared with every other request, and a render is CPU-bound in PostGIS
+        self._renders = asyncio.Semaphore(renders or os.cpu_count() or 2)
         self._inflight: dict[tuple, asyncio.Future] = {}
 
     async def tile(self, name: str, z: int, x: int, y: int, at: datetime | None = None,
@@ -55,7 +59,7 @@ class TileService:
     async def _render(self, src: TileSource, z: int, x: int, y: int,
                       at: datetime | None, known_at: datetime | None) -> Tile:
         query = tile_sql(src, z, known_at is not None)
-        async with self.pool.connection() as conn:
+        async with self._renders, self.pool.connection() as conn:
             cur = await conn.execute(query, tile_params(z, x, y, at, known_at), prepare=True)
             row = await cur.fetchone()
         data = bytes(row[0]) if row and row[0] else b""

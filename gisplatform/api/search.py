@@ -17,6 +17,8 @@ from starlette.concurrency import run_in_threadpool
 
 from gisplatform.security import access, current_principal
 
+from .responses import SearchResults, errors
+
 
 @dataclass(frozen=True)
 class Searchable:
@@ -27,9 +29,9 @@ class Searchable:
 
 
 def search_router(searchables: list[Searchable], connect, public_url: str) -> APIRouter:
-    router = APIRouter(prefix="/api", tags=["platform"])
+    router = APIRouter(prefix="/api", tags=["platform"], responses=errors(401))  # unknown token
 
-    @router.get("/search")
+    @router.get("/search", responses={200: {"model": SearchResults}, **errors(400)})
     async def search(q: str = Query(..., min_length=2, max_length=100,
                                     description="address text, building code, credit code, "
                                                 "legal person name or camera id"),
@@ -38,6 +40,9 @@ def search_router(searchables: list[Searchable], connect, public_url: str) -> AP
         principal = current_principal.get()
         layers = [s for s in searchables if access(principal, s.layer, s.sharing).read]
         text = q.strip()
+        if "\x00" in text:  # PostgreSQL text cannot hold NUL (was a 500)
+            return JSONResponse(status_code=400, content={
+                "code": "InvalidParameterValue", "description": "q: no NUL characters"})
         if len(text) < 2:
             return JSONResponse(status_code=400, content={
                 "code": "InvalidParameterValue", "description": "q: at least 2 characters"})

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -150,18 +151,31 @@ def resolve_crs(text: str | int | CRSInfo) -> CRSInfo:
 
 
 @lru_cache(maxsize=None)
+def _pipeline(src: str, dst: str) -> str:
+    """The PROJ pipeline for a CRS pair: choosing it searches proj.db (~0.5 s), once."""
+    return pyproj.Transformer.from_crs(src, dst, always_xy=True).definition
+
+
+_per_thread = threading.local()
+
+
 def _transformer(src: str, dst: str) -> pyproj.Transformer:
-    # pyproj >= 3.1 Transformers are thread-safe, so one cached instance serves all.
-    return pyproj.Transformer.from_crs(src, dst, always_xy=True)
+    """This thread's Transformer. A shared pyproj Transformer is rebuilt, as slowly as the
+    first time, in every thread that uses it (OGC requests run in a pool of threads); one
+    built from the chosen pipeline costs ~1 ms and gives the same numbers."""
+    cache = _per_thread.__dict__.setdefault("transformers", {})
+    if (src, dst) not in cache:
+        cache[src, dst] = pyproj.Transformer.from_pipeline(_pipeline(src, dst))
+    return cache[src, dst]
 
 
 def _pyproj_fn(src: str, dst: str) -> CoordFn:
-    transformer = _transformer(src, dst)
+    _pipeline(src, dst)  # an impossible pair fails here, when the function is made
 
     def fn(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         try:
             # errcheck: raise instead of silently returning inf (NaN still passes).
-            return transformer.transform(
+            return _transformer(src, dst).transform(
                 np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64), errcheck=True
             )
         except ProjError as e:

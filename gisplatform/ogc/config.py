@@ -15,6 +15,7 @@ from . import catalog
 from .openapi import bundle
 
 CONFIG_FILE = REPO_ROOT / "pygeoapi-config.yml"
+TEMPLATES = Path(__file__).parent / "templates"
 # Output CRSs offered on every collection (OGC API Features Part 2). EPSG:4550 is the
 # CGCS2000 Gauss-Kruger system whose central meridian (123°E) runs through the city.
 CRS_URIS = [
@@ -84,6 +85,9 @@ def build(public_url: str, bbox, begin: datetime) -> dict:
     with open(CONFIG_FILE, encoding="utf-8") as fh:
         cfg = yaml_load(fh)
     overrides = cfg.get("resources") or {}
+    # our templates first (gisplatform/ogc/templates), pygeoapi's for all the others
+    from pygeoapi.util import THISDIR
+    cfg["server"].setdefault("templates", {"path": str(TEMPLATES), "static": str(THISDIR / "static")})
     resources = {}
     for c in catalog.collections().values():
         r = resource(c, bbox, begin)

@@ -199,4 +199,54 @@ class LegalPersonsNear(BaseProcessor):
              "distance_m": float(r[4])} for r in rows]}
 
 
-PROCESSES = (PopulationInPolygon, CamerasCovering, CaseHotspots, LegalPersonsNear)
+class StatsTimeseries(BaseProcessor):
+    """The command-centre statistics of /api/stats/{topic} (gisplatform/api/stats.py) as a
+    process: the same parameters, checks and JSON."""
+    ID = "stats-timeseries"
+
+    def __init__(self, processor_def):
+        from gisplatform.api.stats import EVALUATION_GROUPS, FIRST_MONTH, TOPICS
+
+        def text(title, description, **schema):
+            return {"title": title, "description": description,
+                    "schema": {"type": "string", **schema}, "minOccurs": 0, "maxOccurs": 1}
+        super().__init__(processor_def, _meta(
+            self.ID, "Command-centre statistics: monthly series by area",
+            "Monthly series by admin area (6-digit GB/T 2260 code; 210400 = the whole city): "
+            "population, legal persons, buildings, cameras, cases, and the evaluation figures "
+            "(on-time closing rate, overdue count, rework rate) per area, department or grid. "
+            "Aggregates only; the same answer as GET /api/stats/{topic}.",
+            {"topic": {**text("topic", "what to count", enum=list(TOPICS)), "minOccurs": 1},
+             "from": text("from", f"first month, YYYY-MM (default {FIRST_MONTH})",
+                          pattern=r"^\d{4}-\d{2}$"),
+             "to": text("to", "last month, YYYY-MM (default the current month, UTC+8)",
+                        pattern=r"^\d{4}-\d{2}$"),
+             "area": text("area", "one area's 6-digit code (default all)", pattern=r"^\d{6}$"),
+             "by": text("by", "evaluation only: group by", enum=list(EVALUATION_GROUPS)),
+             "known_at": text("known_at", "instant: count what was known then")}, JSON_OUT,
+            {"topic": "population", "from": "2024-01", "to": "2024-12", "area": "210402"}))
+
+    def execute(self, data, outputs=None):
+        from gisplatform.api.stats import (
+            StatsError,
+            StatsForbidden,
+            check_access,
+            compute,
+            make_query,
+        )
+
+        params = {k: data.get(k) for k in ("topic", "from", "to", "area", "by", "known_at")}
+        for k, v in params.items():
+            if v is not None and not isinstance(v, str):
+                raise ProcessorExecuteError(user_msg=f"{k} must be a string")
+        try:
+            q = make_query(params["topic"] or "", params["from"], params["to"], params["area"],
+                           params["by"], params["known_at"])
+            check_access(q.topic, {c.layer: c.sharing for c in catalog.collections().values()})
+            with pool().connection() as conn:
+                return "application/json", compute(conn, q)
+        except (StatsError, StatsForbidden) as e:
+            raise ProcessorExecuteError(user_msg=str(e)) from None
+
+
+PROCESSES = (PopulationInPolygon, CamerasCovering, CaseHotspots, LegalPersonsNear, StatsTimeseries)

@@ -12,7 +12,10 @@ from __future__ import annotations
 import json
 import math
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
+import psycopg
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 from pygeoapi.provider.base import (
@@ -23,7 +26,9 @@ from pygeoapi.provider.base import (
     ProviderItemNotFoundError,
 )
 
+from gisplatform.config import get_settings
 from gisplatform.crs import CRSError, resolve_crs
+from gisplatform.db.pool import make_sync_pool
 from gisplatform.security import (
     READ_PERSONAL_ACTION,
     access,
@@ -56,12 +61,22 @@ def pool() -> ConnectionPool:
     url = catalog.database_url()
     with _pool_lock:
         if url not in _pools:
-            # Tile-like small queries: parallel workers only add start-up cost.
-            _pools[url] = ConnectionPool(
-                url, min_size=1, max_size=8, open=True, check=ConnectionPool.check_connection,
-                kwargs={"application_name": "gisplatform-ogc",
-                        "options": "-c max_parallel_workers_per_gather=0 -c timezone=Asia/Shanghai"})
+            settings = get_settings()
+            _pools[url] = make_sync_pool(url, max_size=settings.pool_max,
+                                         timeout=settings.pool_timeout)
         return _pools[url]
+
+
+@contextmanager
+def connection() -> Iterator[psycopg.Connection]:
+    """A pooled connection. The database down, restarting or out of connections is a 503
+    the client may retry, never a traceback; other errors pass through unchanged."""
+    try:
+        with pool().connection() as conn:
+            yield conn
+    except psycopg.OperationalError as e:  # PoolTimeout and a lost connection included
+        raise DatabaseUnavailable(
+            user_msg=f"the database is unavailable ({type(e).__name__}); retry shortly") from e
 
 
 def close_pools() -> None:
@@ -69,6 +84,12 @@ def close_pools() -> None:
         for p in _pools.values():
             p.close()
         _pools.clear()
+
+
+class DatabaseUnavailable(ProviderConnectionError):
+    ogc_exception_code = "ServiceUnavailable"
+    http_status_code = 503
+    default_msg = "the database is unavailable; retry shortly"
 
 
 class Forbidden(ProviderGenericError):
@@ -193,7 +214,8 @@ class TemporalProvider(BaseProvider):
               properties=[], sortby=[], select_properties=[], skip_geometry=False, q=None,
               filterq=None, crs_transform_spec=None, **kwargs):
         principal, acc = self._access()
-        if limit is None or limit < 0 or limit > MAX_LIMIT:
+        # pygeoapi reads `limit=true` as True, an int to Python (a 500 from the database)
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 0 <= limit <= MAX_LIMIT:
             raise ProviderInvalidQueryError(user_msg=f"limit must be 0..{MAX_LIMIT}")
         props = list(properties or [])
         known_at = None
@@ -206,6 +228,9 @@ class TemporalProvider(BaseProvider):
                     raise ProviderInvalidQueryError(user_msg="known_at is an instant")
                 props.remove((k, v))
         if self.kind == catalog.AGGREGATE:
+            if filterq is not None:  # was silently ignored: every cell matched any filter
+                raise ProviderInvalidQueryError(
+                    user_msg=f"{self.collection.id} takes no CQL2 filter (datetime=, bbox=)")
             return self._aggregate(datetime_, bbox, offset, limit, resulttype, skip_geometry,
                                    crs_transform_spec)
         when = parse_datetime(datetime_)
@@ -219,7 +244,7 @@ class TemporalProvider(BaseProvider):
                             ).format(base=base)
             base = sql.SQL("from ({inner}) v where true").format(inner=inner)
         try:
-            with pool().connection() as conn:
+            with connection() as conn:
                 feats = []
                 if resulttype != "hits" and limit > 0:
                     feats = [r[0] for r in conn.execute(sql.SQL(
@@ -235,7 +260,11 @@ class TemporalProvider(BaseProvider):
             raise ProviderInvalidQueryError(user_msg=str(e)) from None
         except ProviderGenericError:
             raise
-        except Exception as e:  # database unreachable or similar: 503-ish, not a traceback
+        except psycopg.errors.DataError as e:  # a NUL byte, a bad timestamp, a huge offset
+            raise ProviderInvalidQueryError(
+                user_msg=f"a parameter value the database cannot take: {e.diag.message_primary or e}"
+            ) from None
+        except Exception as e:  # an unexpected database error: a JSON 500, not a traceback
             raise ProviderConnectionError(user_msg=f"database error: {type(e).__name__}") from e
         return {"type": "FeatureCollection", "features": feats,
                 "numberMatched": matched, "numberReturned": len(feats)}
@@ -260,7 +289,7 @@ class TemporalProvider(BaseProvider):
             cond = sql.SQL("v.fid = {} and upper_inf(v.recorded) and "
                            + contains_sql("v.valid", "now()")).format(
                 sql.Literal(str(identifier)))
-        with pool().connection() as conn:
+        with connection() as conn:
             row = conn.execute(sql.SQL("select {} from {} v where {} limit 1").format(
                 select, sql.Identifier(SCHEMA, self.spec.version_table), cond)).fetchone()
             if row is None:
@@ -380,7 +409,7 @@ class TemporalProvider(BaseProvider):
             self._geometry_sql(crs_transform_spec, "a.geom"))
         # cells in view only: the function filters them before joining residents
         env = envelope(bbox) if bbox else sql.SQL("null")
-        with pool().connection() as conn:
+        with connection() as conn:
             rows = conn.execute(sql.SQL(
                 "select jsonb_build_object('type', 'Feature', 'id', a.code, 'geometry', {geom},"
                 " 'properties', jsonb_build_object('code', a.code, 'name', a.name, 'total', a.total,"
@@ -396,6 +425,10 @@ class TemporalProvider(BaseProvider):
 
     # ------------------------------------------------------- transactions
 
+    def authorize_write(self):
+        """401/403 unless the caller may write here (asked before a body is read)."""
+        return self._writer()
+
     def _writer(self):
         principal = current_principal.get()
         acc = access(principal, self.collection.layer, self.collection.sharing)
@@ -410,6 +443,7 @@ class TemporalProvider(BaseProvider):
     def _feature_in(self, data):
         """A GeoJSON Feature body -> (fid, Feature). `valid_from` in the properties says
         when the change happened in the city (default: now)."""
+        import shapely.errors
         import shapely.geometry
 
         from gisplatform.temporal import Feature
@@ -428,7 +462,8 @@ class TemporalProvider(BaseProvider):
             # writes stay strict: a zone is required
             vf = parse_instant(valid_from) if valid_from else None
             fid, props, geom = self.collection.prepare(props, geom)
-        except (ValueError, TypeError, KeyError, AttributeError, TemporalError) as e:
+        except (ValueError, TypeError, KeyError, AttributeError, TemporalError,
+                shapely.errors.ShapelyError) as e:  # e.g. an unknown geometry type (a 500 before)
             raise ProviderInvalidQueryError(user_msg=f"{self.collection.id}: {e}") from None
         return fid, Feature(fid, geom, props, valid_from=vf)
 
@@ -443,7 +478,7 @@ class TemporalProvider(BaseProvider):
 
         store = TemporalStore(self.spec)
         try:
-            with pool().connection() as conn:
+            with connection() as conn:
                 with conn.transaction():
                     op(store, conn)
                     audit(conn, principal, self.collection.layer, WRITE_ACTION,
@@ -478,7 +513,7 @@ class TemporalProvider(BaseProvider):
             raise ProviderInvalidQueryError(user_msg="the body must be JSON") from None
         if not isinstance(doc, dict):
             raise ProviderInvalidQueryError(user_msg="the body must be a (partial) GeoJSON Feature")
-        with pool().connection() as conn:
+        with connection() as conn:
             cur = TemporalStore(self.spec).current(conn, str(identifier))
         if cur is None or cur["valid_to"] is not None:
             raise ProviderItemNotFoundError(user_msg=f"no current {self.collection.id} item {identifier}")

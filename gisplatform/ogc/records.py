@@ -7,14 +7,22 @@ the personal ones marked), update frequency and temporal extent (from the data).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
-from pygeoapi.provider.base import BaseProvider, ProviderItemNotFoundError
+from pygeoapi.provider.base import (
+    BaseProvider,
+    ProviderInvalidQueryError,
+    ProviderItemNotFoundError,
+)
 
 from . import catalog
 from .provider import pool
 
 UPDATE_FREQUENCY = {catalog.SNAPSHOT: "continual", catalog.HISTORY: "continual",
                     catalog.AGGREGATE: "continual"}
+# Records from elsewhere than the collections, by source name: the open data downloads
+# (gisplatform/opendata.py, registered by its router). Each returns finished records.
+EXTRA_RECORDS: dict[str, Callable[[], list[dict]]] = {}
 
 
 # min(lower(valid)) scans the whole version table (2 M rows for persons at city size):
@@ -74,11 +82,15 @@ class CatalogueProvider(BaseProvider):
         return self._fields
 
     def _records(self):
-        return [record(c, self.base_url) for c in catalog.collections().values()]
+        return [record(c, self.base_url) for c in catalog.collections().values()] + [
+            r for source in EXTRA_RECORDS.values() for r in source()]
 
     def query(self, offset=0, limit=10, resulttype="results", bbox=[], datetime_=None,
               properties=[], sortby=[], select_properties=[], skip_geometry=False, q=None,
-              **kwargs):
+              filterq=None, **kwargs):
+        if filterq is not None:  # was silently ignored: every record matched any filter
+            raise ProviderInvalidQueryError(
+                user_msg="the catalogue takes no CQL2 filter; use q=, type=, sharing=, …")
         recs = self._records()
         for k, v in properties or []:
             recs = [r for r in recs if str(r["properties"].get(k)) == str(v)]
@@ -94,5 +106,9 @@ class CatalogueProvider(BaseProvider):
     def get(self, identifier, **kwargs):
         c = catalog.collections().get(identifier)
         if c is None:
+            for source in EXTRA_RECORDS.values():
+                for r in source():
+                    if r["id"] == identifier:
+                        return r
             raise ProviderItemNotFoundError(user_msg=f"no record {identifier}")
         return record(c, self.base_url)

@@ -3,7 +3,8 @@
 pygeoapi lists each collection's tilesets and their metadata from this provider. The
 tiles themselves (`/ogc/collections/{id}/tiles/WebMercatorQuad/{z}/{row}/{col}`) are
 answered by a route of the app placed before the pygeoapi mount, through the same cache
-and access check as `/tiles/{layer}/{z}/{x}/{y}.mvt`; `get_tiles` here is never reached.
+and access check as `/tiles/{layer}/{z}/{x}/{y}.mvt`; `get_tiles` here only refuses
+other tile matrix sets.
 (pygeoapi's MVTPostgreSQLProvider has these documents too but needs geoalchemy2 and a
 table engine we do not use.)
 """
@@ -11,7 +12,7 @@ table engine we do not use.)
 from __future__ import annotations
 
 from pygeoapi.models.provider.base import LinkType, TileMatrixSetEnum, TileSetMetadata
-from pygeoapi.provider.base import ProviderGenericError
+from pygeoapi.provider.base import ProviderItemNotFoundError
 from pygeoapi.provider.base_mvt import BaseMVTProvider
 from pygeoapi.util import url_join
 
@@ -67,4 +68,6 @@ class PlatformTileProvider(BaseMVTProvider):
                                      f"collections/{dataset}/tiles/{tileset}/metadata") + "?f=json"}
 
     def get_tiles(self, layer=None, tileset=None, z=None, y=None, x=None, format_=None):
-        raise ProviderGenericError("tiles are served by the platform's tile route")
+        # the platform's route answers WebMercatorQuad; pygeoapi passes on any other id
+        raise ProviderItemNotFoundError(
+            user_msg=f"no tile matrix set {tileset!r}: only WebMercatorQuad is offered")

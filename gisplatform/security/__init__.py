@@ -52,6 +52,7 @@ from .tokens import (
     list_tokens,
     parse_grant,
     principal_for_token,
+    principal_for_token_async,
     revoke_token,
 )
 
@@ -62,5 +63,5 @@ __all__ = [
     "WRITE_ACTION", "access", "audit", "check_mask_kind", "create_analyst_user", "create_token",
     "current_principal", "hash_secret", "list_departments", "list_tokens", "mask_date",
     "mask_name", "mask_phone", "mask_resident_id", "mask_row", "mask_sql", "mask_value", "parse_grant",
-    "personal_masks", "principal_for_token", "revoke_token",
+    "personal_masks", "principal_for_token", "principal_for_token_async", "revoke_token",
 ]

@@ -98,20 +98,23 @@ def revoke_token(conn: psycopg.Connection, token_id: int) -> bool:
     return False
 
 
-def principal_for_token(conn: psycopg.Connection, secret: str) -> Principal:
-    """The principal a bearer secret stands for; AuthError (status 401) if it is unknown,
-    revoked or expired. Looked up by its SHA-256, never cached."""
-    if not isinstance(secret, str) or not secret.startswith(TOKEN_PREFIX) \
-            or len(secret) > _MAX_SECRET:
-        raise AuthError("unknown token")
-    row = conn.execute(
-        """select t.id, t.department, t.label, t.revoked_at is not null,
+_PRINCIPAL_SQL = """select t.id, t.department, t.label, t.revoked_at is not null,
                   t.expires_at is not null and t.expires_at <= now(),
                   coalesce(array_agg(g.layer) filter (where g.layer is not null), '{}'),
                   coalesce(array_agg(g.level) filter (where g.layer is not null), '{}')
            from city.api_tokens t left join city.grants g on g.token_id = t.id
            where t.token_hash = %s
-           group by t.id""", (hash_secret(secret),)).fetchone()
+           group by t.id"""
+
+
+def _checked_secret(secret: str) -> str:
+    if not isinstance(secret, str) or not secret.startswith(TOKEN_PREFIX) \
+            or len(secret) > _MAX_SECRET:
+        raise AuthError("unknown token")
+    return hash_secret(secret)
+
+
+def _principal(row) -> Principal:
     if row is None:
         raise AuthError("unknown token")
     token_id, department, label, revoked, expired, layers, levels = row
@@ -124,6 +127,21 @@ def principal_for_token(conn: psycopg.Connection, secret: str) -> Principal:
         grants.setdefault(layer, set()).add(level)
     return Principal(token_id=token_id, department=department, label=label,
                      grants={k: frozenset(v) for k, v in grants.items()})
+
+
+def principal_for_token(conn: psycopg.Connection, secret: str) -> Principal:
+    """The principal a bearer secret stands for; AuthError (status 401) if it is unknown,
+    revoked or expired. Looked up by its SHA-256, never cached."""
+    token_hash = _checked_secret(secret)
+    return _principal(conn.execute(_PRINCIPAL_SQL, (token_hash,)).fetchone())
+
+
+async def principal_for_token_async(conn: psycopg.AsyncConnection, secret: str) -> Principal:
+    """`principal_for_token` on the app's async pool: the per-request lookup neither takes a
+    thread nor competes with the OGC threads for their pool's connections."""
+    token_hash = _checked_secret(secret)
+    cur = await conn.execute(_PRINCIPAL_SQL, (token_hash,))
+    return _principal(await cur.fetchone())
 
 
 def list_tokens(conn: psycopg.Connection) -> list[dict]:

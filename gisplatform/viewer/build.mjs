@@ -21,7 +21,7 @@ const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = join(HERE, "..", "..");
 const DIST = join(HERE, "dist");
 const NM = join(ROOT, "node_modules");
-const SOURCES = ["build.mjs", "index.html", "src", "css"];
+const SOURCES = ["build.mjs", "index.html", "stats.html", "src", "css"];
 
 function files(path) {
   if (!existsSync(path)) return [];
@@ -59,7 +59,14 @@ async function main() {
     external: ["maplibre-gl"], legalComments: "none", logLevel: "warning",
     define: { "process.env.NODE_ENV": '"production"' },
   });
+  // the statistics page (stats.html): its own bundle, no map libraries
+  await esbuild.build({
+    entryPoints: [join(HERE, "src", "stats.js")], outfile: join(tmp, "stats.js"),
+    bundle: true, format: "esm", minify: true, sourcemap: true, target: ["chrome110", "firefox115", "safari16"],
+    legalComments: "none", logLevel: "warning",
+  });
   cpSync(join(HERE, "index.html"), join(tmp, "index.html"));
+  cpSync(join(HERE, "stats.html"), join(tmp, "stats.html"));
   cpSync(join(HERE, "css"), join(tmp, "css"), { recursive: true });
   const ml = join(NM, "maplibre-gl", "dist");
   for (const f of ["maplibre-gl.mjs", "maplibre-gl-worker.mjs", "maplibre-gl-shared.mjs", "maplibre-gl.css"]) {

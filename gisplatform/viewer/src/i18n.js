@@ -15,6 +15,12 @@ const TEXT = {
     "panel.aggregate": "统计数据（无单个要素）", "panel.versions": "个版本", "panel.cluster": "聚合点：放大查看",
     "panel.goto": "点击版本可将时间轴移到其开始", "opacity": "透明度", "locked": "需授权",
     "3d.loading": "正在加载三维…", "3d.failed": "三维加载失败",
+    "stats.link": "统计", "stats.title": "统计", "stats.map": "地图", "stats.topic": "主题", "stats.by": "按",
+    "stats.by.area": "区域", "stats.by.department": "部门", "stats.series": "区域", "stats.from": "从", "stats.to": "到",
+    "stats.csv": "下载 CSV", "stats.city": "全市 210400", "stats.empty": "没有数据", "stats.loading": "加载中…",
+    "stats.error": "加载失败", "stats.suppressed": "人数少于 3 的月份不公开",
+    "stats.f.registered": "户籍人口", "stats.f.floating": "流动人口", "stats.f.total": "合计", "stats.f.reported": "上报案件",
+    "stats.f.closing_rate": "结案率", "stats.f.on_time_rate": "按期结案率", "stats.f.rework_rate": "返工率",
   },
   en: {
     title: "Fushun city", "search.placeholder": "Address, building code, credit code or camera id", "search.go": "Search",
@@ -30,6 +36,12 @@ const TEXT = {
     "panel.aggregate": "Aggregate (no individual feature)", "panel.versions": "versions", "panel.cluster": "Cluster: zoom in",
     "panel.goto": "Click a version to move the time slider to its start", "opacity": "opacity", "locked": "needs a grant",
     "3d.loading": "Loading 3D…", "3d.failed": "3D failed to load",
+    "stats.link": "Statistics", "stats.title": "Statistics", "stats.map": "Map", "stats.topic": "Topic", "stats.by": "by",
+    "stats.by.area": "area", "stats.by.department": "department", "stats.series": "Series", "stats.from": "from", "stats.to": "to",
+    "stats.csv": "Download CSV", "stats.city": "Whole city 210400", "stats.empty": "No data", "stats.loading": "Loading…",
+    "stats.error": "Failed to load", "stats.suppressed": "Months with fewer than 3 persons are not shown",
+    "stats.f.registered": "registered", "stats.f.floating": "floating", "stats.f.total": "total", "stats.f.reported": "reported",
+    "stats.f.closing_rate": "closing rate", "stats.f.on_time_rate": "on-time closing rate", "stats.f.rework_rate": "rework rate",
   },
 };
 

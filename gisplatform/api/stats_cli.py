@@ -1,0 +1,77 @@
+"""`gisplatform stats …`: the statistics rollups (gisplatform/api/stats.py, `Rollup`).
+
+    stats rebuild [--layer L] [--if-needed]   count the rollups anew (seconds per layer)
+    stats status                              when each was counted, changes since
+
+A rollup is also built on first use; building it ahead (after a bulk load, and by
+`gisplatform up`) keeps that cost off the first request. Exit codes: 1 = the operation
+failed, 2 = bad usage.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from . import stats
+
+
+def _fail(msg: str, code: int = 1) -> typer.Exit:
+    typer.echo(f"error: {msg}", err=True)
+    return typer.Exit(code)
+
+
+def _connect():
+    import psycopg
+
+    from gisplatform.config import get_settings
+    from gisplatform.db.embedded import EmbeddedError, database_url
+    from gisplatform.db.pool import OPTIONS
+
+    try:
+        return psycopg.connect(database_url(get_settings()), autocommit=True, options=OPTIONS)
+    except EmbeddedError as e:
+        raise _fail(str(e)) from None
+    except psycopg.OperationalError as e:
+        raise _fail(f"cannot connect to the database: {str(e).strip().splitlines()[0]}") from None
+
+
+stats_app = typer.Typer(help="Statistics: the persisted rollups behind /api/stats.",
+                        no_args_is_help=True)
+
+
+@stats_app.command("rebuild")
+def rebuild(layer: Annotated[list[str] | None, typer.Option(
+                "--layer", "-l", help=f"one of {', '.join(stats.COUNTED)}; repeatable")] = None,
+            if_needed: Annotated[bool, typer.Option(
+                "--if-needed", help="only rollups missing or past correcting")] = False) -> None:
+    """Count the rollups anew (one pass over each layer's version table)."""
+    unknown = [x for x in layer or [] if x not in stats.COUNTED]
+    if unknown:
+        raise _fail(f"unknown layer(s) {', '.join(unknown)}; layers: {', '.join(stats.COUNTED)}", 2)
+    with _connect() as conn:
+        if not stats._ROLLUP.usable(conn):
+            raise _fail("no change feed here (migration 0011 missing, or Citus): statistics "
+                        "are counted directly, there is no rollup to build")
+        took = stats.rebuild_all(conn, layer or None, if_needed=if_needed)
+    for name, seconds in took.items():
+        typer.echo(f"{name}: {'up to date' if seconds is None else f'{seconds:.2f}s'}")
+
+
+@stats_app.command("status")
+def status() -> None:
+    """Each rollup: when it was counted, how long it took, versions counted, changes since."""
+    with _connect() as conn:
+        if not stats._ROLLUP.usable(conn):
+            raise _fail("no change feed here (migration 0011 missing, or Citus): no rollups")
+        for name, counted in stats.COUNTED.items():
+            state = stats._ROLLUP.check(conn, counted)
+            if state is None:
+                typer.echo(f"{name}: not built")
+                continue
+            built, took = conn.execute("select built_at, build_s from city.stats_rollup_state"
+                                       " where layer = %s", (name,)).fetchone()
+            typer.echo(f"{name}: counted {built:%Y-%m-%d %H:%M:%S%z} in {took:.2f}s, "
+                       f"{state['versions']} versions, {state['changed']} changed since"
+                       + ("" if state["usable"] else " (needs a rebuild)"))
