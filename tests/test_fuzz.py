@@ -88,7 +88,8 @@ def writable(pg, tmp_path_factory):
 def test_writes_without_a_token_are_refused_and_change_nothing(writable, tmp_path):
     base, url, _ = writable
     before = fuzz.table_counts(url)
-    ogc = fuzz.schemathesis(f"{base}/ogc/openapi?f=json", f"{base}/ogc", examples=1, seed=SEED,
+    # 3 examples: POST items takes GeoJSON (a write) or CQL2 JSON (a search), one per example
+    ogc = fuzz.schemathesis(f"{base}/ogc/openapi?f=json", f"{base}/ogc", examples=3, seed=SEED,
                             report_dir=tmp_path / "ogc", select=fuzz.OGC_WRITES)
     patch = fuzz.schemathesis(f"{base}/openapi.json", base, examples=5, seed=SEED,
                               report_dir=tmp_path / "patch", select=("--include-method", "PATCH"))
