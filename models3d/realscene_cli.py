@@ -44,7 +44,7 @@ def import_command(
     )
 
     from gisplatform.config import get_settings
-    from gisplatform.db.embedded import EmbeddedError, database_url
+    from gisplatform.db.embedded import EmbeddedError, connect
     from gisplatform.temporal import TemporalError, parse_instant
 
     from .realscene import import_realscene
@@ -63,11 +63,9 @@ def import_command(
     settings = get_settings()
     t0 = time.perf_counter()
     try:
-        conn = psycopg.connect(database_url(settings), autocommit=True)
+        conn = connect(settings, autocommit=True)
     except EmbeddedError as e:
         _fail(str(e))
-    except psycopg.OperationalError as e:
-        _fail(f"cannot connect to the database: {str(e).strip().splitlines()[0]}")
     warnings: list[str] = []
     with conn, Progress("[progress.description]{task.description}", BarColumn(),
                         TaskProgressColumn(), TextColumn("{task.fields[detail]}"),

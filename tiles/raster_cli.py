@@ -33,15 +33,13 @@ def _database():
     import psycopg
 
     from gisplatform.config import get_settings
-    from gisplatform.db.embedded import EmbeddedError, database_url
+    from gisplatform.db.embedded import EmbeddedError, connect
 
     settings = get_settings()
     try:
-        conn = psycopg.connect(database_url(settings), autocommit=True)
+        conn = connect(settings, autocommit=True)
     except EmbeddedError as e:
         _fail(str(e))
-    except psycopg.OperationalError as e:
-        _fail(f"cannot connect to the database: {str(e).strip().splitlines()[0]}")
     with conn:
         try:
             yield conn, settings.data_dir

@@ -23,18 +23,14 @@ def _fail(msg: str, code: int = 1) -> typer.Exit:
 
 
 def _connect():
-    import psycopg
-
     from gisplatform.config import get_settings
-    from gisplatform.db.embedded import EmbeddedError, database_url
+    from gisplatform.db.embedded import EmbeddedError, connect
     from gisplatform.db.pool import OPTIONS
 
     try:
-        return psycopg.connect(database_url(get_settings()), autocommit=True, options=OPTIONS)
+        return connect(get_settings(), autocommit=True, options=OPTIONS)
     except EmbeddedError as e:
         raise _fail(str(e)) from None
-    except psycopg.OperationalError as e:
-        raise _fail(f"cannot connect to the database: {str(e).strip().splitlines()[0]}") from None
 
 
 stats_app = typer.Typer(help="Statistics: the persisted rollups behind /api/stats.",

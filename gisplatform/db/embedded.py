@@ -277,3 +277,14 @@ def database_url(settings, start: bool = False) -> str:
     if not pg.password_file.exists():
         raise EmbeddedError("The embedded database has not been created yet: run `gisplatform db start`.")
     return pg.url()
+
+
+def connect(settings, **kwargs) -> psycopg.Connection:
+    """A connection to the platform's database for a CLI command. Not created yet or not
+    reachable: an EmbeddedError whose message is the one line to print."""
+    url = database_url(settings)
+    try:
+        return psycopg.connect(url, **kwargs)
+    except psycopg.OperationalError as e:
+        raise EmbeddedError(
+            f"cannot connect to the database: {str(e).strip().splitlines()[0]}") from None

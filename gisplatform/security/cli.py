@@ -39,18 +39,13 @@ def _fail(msg: str, code: int = 1) -> typer.Exit:
 
 
 def _connect():
-    import psycopg
-
     from gisplatform.config import get_settings
-    from gisplatform.db.embedded import EmbeddedError, database_url
+    from gisplatform.db.embedded import EmbeddedError, connect
 
     try:
-        url = database_url(get_settings())
-        return psycopg.connect(url, autocommit=True)
+        return connect(get_settings(), autocommit=True)
     except EmbeddedError as e:
         raise _fail(str(e)) from None
-    except psycopg.OperationalError as e:
-        raise _fail(f"cannot connect to the database: {str(e).strip().splitlines()[0]}") from None
 
 
 def _missing_tables(e: Exception) -> typer.Exit:
