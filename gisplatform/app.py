@@ -61,7 +61,8 @@ def ogc_collections() -> list[catalog.Collection]:
                                      "(public aggregate; never individual persons).")
         out.append(catalog.Collection(cid, catalog.AGGREGATE, spec, "unconditional",
                                       PERSONS.department, ("人口", "统计", "population"),
-                                      tiles="population-grid" if level == "grid" else None))
+                                      tiles="population-grid" if level == "grid" else None,
+                                      extent_table=PERSONS.spec.version_table))
     return out
 
 
@@ -173,6 +174,21 @@ def _token_of(request: Request) -> str | None:
     return request.query_params.get("token")  # for clients that cannot set headers
 
 
+class NoNulInPath:
+    """A NUL byte in the path (`/items/abc%00def`) names nothing: 404 for every route, before
+    a path parameter reaches SQL (PostgreSQL text cannot hold NUL: psycopg raised a 500)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and "\x00" in scope["path"]:
+            await JSONResponse({"code": "NotFound", "description": "no such resource"},
+                               status_code=404)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
 def create_app(settings: Settings | None = None, db_url: str | None = None) -> FastAPI:
     settings = settings or get_settings()
     url = db_url or database_url(settings)
@@ -255,7 +271,6 @@ def create_app(settings: Settings | None = None, db_url: str | None = None) -> F
                                 content={"code": e.ogc_exception_code, "description": e.message})
         return Response(status_code=204)
 
-    from layers.demo_common import START
     from layers.fushun import CITY_BBOX
 
     collections = ogc_collections()
@@ -272,9 +287,7 @@ def create_app(settings: Settings | None = None, db_url: str | None = None) -> F
         ogc_tiles={c.id: c.tiles for c in collections if c.tiles}))
     app.add_middleware(CachedTileFastPath, service=tiles)  # outermost: before auth
 
-    # the plan, and the layers' history, start on 2018-01-01 (UTC+8)
-    app.mount("/ogc", ogc_app(collections, url, settings.public_url, CITY_BBOX,
-                              START, settings.data_dir / "ogc"))
+    app.mount("/ogc", ogc_app(collections, url, settings.public_url, settings.data_dir / "ogc"))
 
     from layers import LAYERS
 
@@ -336,6 +349,7 @@ def create_app(settings: Settings | None = None, db_url: str | None = None) -> F
         (this worker's figures)."""
         return Response(metrics.render(), media_type="text/plain; version=0.0.4")
 
+    app.add_middleware(NoNulInPath)
     app.add_middleware(RequestLog, metrics=metrics)  # outermost: sees every request
 
     # the web viewer (gisplatform/viewer, built into its dist/); / opens it

@@ -28,16 +28,31 @@ apt_install() {
 }
 
 # --- system packages -------------------------------------------------------
+. scripts/system-packages.sh
+# have_postgis prints what is missing (nothing when a server with PostGIS is installed):
+# the same test gisplatform.db.embedded.find_bindir makes (initdb, postgis.control, postgis-3.so).
 have_postgis() {
-  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 &&
-    ls /usr/share/postgresql/*/extension/postgis.control >/dev/null 2>&1
+  for bindir in /usr/lib/postgresql/*/bin; do
+    ver=$(basename "$(dirname "$bindir")")
+    [ -x "$bindir/initdb" ] || continue
+    if [ -e "/usr/share/postgresql/$ver/extension/postgis.control" ] &&
+       ls "/usr/lib/postgresql/$ver/lib/"postgis-3.so >/dev/null 2>&1; then
+      return 0
+    fi
+    missing="/usr/share/postgresql/$ver/extension/postgis.control or /usr/lib/postgresql/$ver/lib/postgis-3.so (package postgresql-$ver-postgis-3)"
+  done
+  echo "${missing:-/usr/lib/postgresql/*/bin/initdb (package postgresql)}"
+  return 1
 }
-SYSTEM_PACKAGES="postgresql postgresql-contrib postgis"
 if [ -n "${DATABASE_URL:-}" ]; then
   : # an external PostGIS is configured; no local server needed
-elif ! have_postgis; then
+elif ! have_postgis >/dev/null; then
   if command -v apt-get >/dev/null 2>&1; then
-    apt_install "PostgreSQL + PostGIS are" $SYSTEM_PACKAGES
+    apt_install "PostgreSQL + PostGIS are" $POSTGIS_PACKAGES
+    if ! what=$(have_postgis); then
+      echo "error: installed $POSTGIS_PACKAGES but PostGIS is still missing: $what" >&2
+      exit 1
+    fi
   else
     echo "PostgreSQL + PostGIS are missing and this is not Debian/Ubuntu: install PostgreSQL >= 13" \
          "with PostGIS 3 from your system's packages, or set DATABASE_URL to an existing PostGIS." >&2
@@ -64,8 +79,10 @@ fi
 # --- Node packages (package.json) and Chromium, for the 3D / browser tests ---
 # node_modules holds cesium (viewer), gltf-validator and playwright-core (tests); the tests
 # drive Debian's Chromium (never a downloaded browser build).
-if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
-  apt_install "Node.js + npm are" nodejs npm
+have_node() { command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; }
+if ! have_node; then
+  apt_install "Node.js + npm are" $NODE_PACKAGES
+  have_node || { echo "error: installed $NODE_PACKAGES but node or npm is still not on PATH" >&2; exit 1; }
 fi
 if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)'; then
   say "warning: Node.js $(node --version) is older than 20.19, which cesium and playwright-core ask for"
@@ -91,12 +108,16 @@ node gisplatform/viewer/build.mjs
 CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
 if [ ! -x "$CHROMIUM" ]; then
   if [ "$CHROMIUM" = /usr/bin/chromium ]; then
-    apt_install "Chromium (for the browser tests) is" chromium
+    apt_install "Chromium (for the browser tests) is" $CHROMIUM_PACKAGES
+    [ -x "$CHROMIUM" ] || { echo "error: installed $CHROMIUM_PACKAGES but $CHROMIUM is still missing" >&2; exit 1; }
   else
     echo "CHROMIUM=$CHROMIUM is not an executable" >&2; exit 1
   fi
 fi
-# the viewer's Chinese text in headless screenshots (scripts/screenshots.py) needs a CJK font
-if command -v fc-list >/dev/null 2>&1 && [ -z "$(fc-list :lang=zh 2>/dev/null)" ] && command -v apt-get >/dev/null 2>&1; then
-  apt_install "A Chinese font (for the viewer's screenshots) is" fonts-wqy-microhei
+# the viewer's Chinese text in headless screenshots (scripts/screenshots.py) needs a CJK font;
+# without fontconfig's fc-list there is no way to tell, so that is installed too
+have_cjk_font() { command -v fc-list >/dev/null 2>&1 && [ -n "$(fc-list :lang=zh 2>/dev/null)" ]; }
+if ! have_cjk_font && command -v apt-get >/dev/null 2>&1; then
+  apt_install "A Chinese font (for the viewer's screenshots) is" $CJK_FONT_PACKAGES
+  have_cjk_font || { echo "error: installed $CJK_FONT_PACKAGES but fc-list :lang=zh finds no font" >&2; exit 1; }
 fi

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import re
 import subprocess
@@ -25,12 +26,11 @@ import httpx
 import mapbox_vector_tile
 import psycopg
 import pytest
+from conftest import DEMO_UNTIL, fresh_database, serving
 
 from gisplatform.security import create_token, revoke_token
 from gisplatform.temporal import parse_instant
 from layers.demo import load_demo
-
-from conftest import DEMO_UNTIL, fresh_database, serving
 
 CONDITIONAL = ("persons", "housing-units", "cameras")
 ID_OR_PHONE = re.compile(rb"(?<!\d)(\d{17}[\dX]|1[3-9]\d{9})(?!\d)")
@@ -263,3 +263,110 @@ def test_masked_values_are_the_masks_of_the_real_ones(city, callers):
         # pygeoapi's CSV carries neither the feature id nor the geometry (issue 9's exports
         # do): check the shape of the masks instead
         assert rows and all(re.fullmatch(r"\d{6}\*{8}\d{3}[\dX]", r["id_number"]) for r in rows)
+
+
+# ------------------------------------------------ masked fields are no inputs (issue 15 §2)
+
+def _probes(field: str, value: str) -> list[dict]:
+    """Every query shape that would narrow a listing to the objects whose `field` is (or
+    starts like) `value`: asking it is how a masked value is recovered."""
+    head = value[:2]
+    return [
+        {field: value},  # a property filter
+        {"filter": f"{field} = '{value}'"},
+        {"filter": f"{field} LIKE '{head}%'"},
+        {"filter": f"{field} >= '{value}' AND {field} <= '{value}'"},
+        {"filter": f"{field} IN ('{value}', 'nobody')"},
+        {"filter": f"NOT ({field} <> '{value}') OR credit_code = 'none'"
+         if field == "legal_representative" else f"NOT ({field} <> '{value}')"},
+        # CQL2 JSON, in a POST body
+        {"cql2-json": {"op": "like", "args": [{"property": field}, f"{head}%"]}},
+        {"cql2-json": {"op": "or", "args": [{"op": "=", "args": [{"property": field}, value]},
+                                            {"op": "in", "args": [{"property": field}, [value]]}]}},
+    ]
+
+
+def ask(cl: httpx.Client, cid: str, probe: dict, limit: int) -> httpx.Response:
+    path, params = f"/ogc/collections/{cid}/items", {"f": "json", "limit": limit}
+    if "cql2-json" in probe:
+        return cl.post(path, params=params, content=json.dumps(probe["cql2-json"]),
+                       headers={"Content-Type": "application/query-cql-json"})
+    return cl.get(path, params={**params, **probe})
+
+
+ORACLE_FIELDS = {"legal-persons": ("legal_representative",), "persons": ("id_number", "name", "phone")}
+
+
+@pytest.fixture(scope="module")
+def oracle_callers(city) -> dict[str, dict]:
+    """anonymous; `read` on both layers (legal-persons needs none); `read_personal` on both."""
+    with psycopg.connect(city[0]) as c:
+        _, plain = create_token(c, "gongan", [("persons", "read"), ("legal-persons", "read")])
+        _, full = create_token(c, "gongan", [("persons", "read_personal"),
+                                             ("legal-persons", "read_personal")])
+        c.commit()
+    return {"anonymous": {}, "read": {"Authorization": f"Bearer {plain}"},
+            "read_personal": {"Authorization": f"Bearer {full}"}}
+
+
+def _real_values(url: str, layer: str, field: str) -> list[str]:
+    """Real values of `field` from the database, in current and past versions."""
+    table = layer.replace("-", "_") + "_version"
+    with psycopg.connect(url) as c:
+        return [r[0] for r in c.execute(
+            f"select {field} from city.{table} where {field} is not null"
+            f" order by upper_inf(recorded), vid limit 2")]
+
+
+@pytest.mark.parametrize("layer", list(ORACLE_FIELDS))
+def test_a_masked_field_answers_no_question(city, oracle_callers, layer):
+    url, base = city
+    refused = 0
+    for who in ("anonymous", "read"):
+        if layer == "persons" and who == "anonymous":
+            continue  # refused whole (401): test_department_without_a_grant_is_refused
+        with httpx.Client(base_url=base, headers=oracle_callers[who], timeout=60) as cl:
+            for cid in (layer, f"{layer}-history"):
+                total = cl.get(f"/ogc/collections/{cid}/items", params={"f": "json", "limit": 1})
+                assert total.status_code == 200, (who, cid, total.text)
+                for field in ORACLE_FIELDS[layer]:
+                    for value in _real_values(url, layer, field):
+                        for params in [*_probes(field, value), {"sortby": field},
+                                       {"sortby": f"-{field}"}]:
+                            r = ask(cl, cid, params, 5)
+                            assert r.status_code == 400, (who, cid, params, r.status_code, r.text[:300])
+                            msg = r.json()["description"]
+                            assert field in msg and "read_personal" in msg, (params, msg)
+                            refused += 1
+                    q = cl.get(f"/ogc/collections/{cid}/queryables", params={"f": "json"}).json()
+                    assert field not in q["properties"] and "valid_from" in q["properties"], (who, cid)
+    assert refused > 50
+
+
+@pytest.mark.parametrize("layer", list(ORACLE_FIELDS))
+def test_read_personal_may_ask_and_is_audited(city, oracle_callers, layer):
+    """The probes are not blind: with read_personal each one narrows to the matching
+    objects, and every such read is written to the audit log."""
+    url, base = city
+    with httpx.Client(base_url=base, headers=oracle_callers["read_personal"], timeout=60) as cl, \
+            psycopg.connect(url, autocommit=True) as c:
+        for cid in (layer, f"{layer}-history"):
+            total = cl.get(f"/ogc/collections/{cid}/items",
+                           params={"f": "json", "limit": 1}).json()["numberMatched"]
+            for field in ORACLE_FIELDS[layer]:
+                q = cl.get(f"/ogc/collections/{cid}/queryables", params={"f": "json"}).json()
+                assert field in q["properties"], cid
+                value = _real_values(url, layer, field)[-1]  # a current version's value
+                for params in _probes(field, value):
+                    before = c.execute("select count(*) from city.audit_log").fetchone()[0]
+                    r = ask(cl, cid, params, 100)
+                    assert r.status_code == 200, (cid, params, r.text[:300])
+                    body = r.json()
+                    assert 0 < body["numberMatched"] < total, (cid, params)
+                    assert any(f["properties"][field].startswith(value[:2])
+                               for f in body["features"]), (cid, params)
+                    after = c.execute("select count(*) from city.audit_log").fetchone()[0]
+                    assert after == before + 1, (cid, params)
+                r = cl.get(f"/ogc/collections/{cid}/items",
+                           params={"f": "json", "sortby": field, "limit": 3})
+                assert r.status_code == 200, r.text

@@ -44,9 +44,10 @@ def find_bindir() -> Path:
     candidates = []
     for bindir in Path("/usr/lib/postgresql").glob("*/bin"):
         ver = bindir.parent.name
+        # the extension's control file and its server library (postgresql-<v>-postgis-3)
         if (bindir / "initdb").exists() and Path(
             f"/usr/share/postgresql/{ver}/extension/postgis.control"
-        ).exists():
+        ).exists() and (bindir.parent / "lib/postgis-3.so").exists():
             candidates.append((int(ver) if ver.isdigit() else 0, bindir))
     if candidates:
         return max(candidates)[1]
@@ -58,8 +59,9 @@ def find_bindir() -> Path:
             return bindir
     raise EmbeddedError(
         "No PostgreSQL server with PostGIS found. On Debian/Ubuntu: "
-        "apt-get install postgresql postgresql-contrib postgis "
-        "(`make run` does this), or set DATABASE_URL to an existing PostGIS."
+        "apt-get install postgresql postgresql-contrib postgresql-postgis "
+        "(`make run` does this; `postgis` alone is only the command-line tools), "
+        "or set DATABASE_URL to an existing PostGIS."
     )
 
 

@@ -29,6 +29,8 @@ class Collection:
     prepare: Callable | None = field(default=None, compare=False)
     # The vector tile source showing this collection (/tiles/<name>), if any.
     tiles: str | None = None
+    # The version table whose data gives the extent, when not the spec's own (aggregates).
+    extent_table: str | None = None
 
     @property
     def layer(self) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
 from pathlib import Path
 
 import yaml
@@ -11,7 +10,7 @@ from pygeoapi.util import yaml_load
 
 from gisplatform.config import REPO_ROOT
 
-from . import catalog
+from . import catalog, extents
 from .openapi import bundle
 
 CONFIG_FILE = REPO_ROOT / "pygeoapi-config.yml"
@@ -30,8 +29,7 @@ STORAGE_CRS = "http://www.opengis.net/def/crs/EPSG/0/4490"
 SHARING_ZH = {"unconditional": "无条件共享", "conditional": "有条件共享", "not_shared": "不予共享"}
 
 
-def resource(c: catalog.Collection, bbox: tuple[float, float, float, float],
-             begin: datetime) -> dict:
+def resource(c: catalog.Collection) -> dict:
     spec = c.spec
     what = {catalog.SNAPSHOT: "", catalog.HISTORY: " — history (one item per version)",
             catalog.AGGREGATE: ""}[c.kind]
@@ -53,11 +51,8 @@ def resource(c: catalog.Collection, bbox: tuple[float, float, float, float],
         "description": description,
         "keywords": [*c.keywords, sharing, c.department.split(" ")[0]],
         "links": [],
-        "extents": {
-            "spatial": {"bbox": list(bbox), "crs": "http://www.opengis.net/def/crs/OGC/1.3/CRS84"},
-            # a datetime (YAML timestamp): pygeoapi compares datetime= against it
-            "temporal": {"begin": begin.astimezone(timezone.utc), "end": None},
-        },
+        # from the data, refreshed whenever a collection is described (guards.extents_from_data)
+        "extents": extents.config_extents(),
         "providers": [{
             "type": "feature",
             "name": "gisplatform.ogc.provider.TemporalProvider",
@@ -79,7 +74,7 @@ def _tile_provider(source: str) -> dict:
             "format": {"name": "mvt", "mimetype": "application/vnd.mapbox-vector-tile"}}
 
 
-def build(public_url: str, bbox, begin: datetime) -> dict:
+def build(public_url: str) -> dict:
     """The whole configuration as pygeoapi will read it."""
     os.environ["GISPLATFORM_PUBLIC_URL"] = public_url.rstrip("/")
     with open(CONFIG_FILE, encoding="utf-8") as fh:
@@ -90,7 +85,7 @@ def build(public_url: str, bbox, begin: datetime) -> dict:
     cfg["server"].setdefault("templates", {"path": str(TEMPLATES), "static": str(THISDIR / "static")})
     resources = {}
     for c in catalog.collections().values():
-        r = resource(c, bbox, begin)
+        r = resource(c)
         r.update(overrides.get(c.id, {}))
         resources[c.id] = r
     from .processes import PROCESSES
@@ -100,8 +95,7 @@ def build(public_url: str, bbox, begin: datetime) -> dict:
         "description": "One record per collection: owner, sharing class, fields, update "
                        "frequency, temporal extent (OGC API Records).",
         "keywords": ["目录", "catalogue", "records"], "links": [],
-        "extents": {"spatial": {"bbox": list(bbox),
-                                "crs": "http://www.opengis.net/def/crs/OGC/1.3/CRS84"}},
+        "extents": {"spatial": {"bbox": extents.WORLD, "crs": extents.CRS84}},
         "providers": [{"type": "record", "name": "gisplatform.ogc.records.CatalogueProvider",
                        "data": "catalogue", "id_field": "id", "time_field": "time",
                        "title_field": "title", "base_url": f"{public_url.rstrip('/')}/ogc"}],

@@ -1,6 +1,7 @@
 """CQL2 (as parsed by pygeofilter) → a psycopg SQL fragment.
 
-Only attributes of the collection are accepted as names and every literal goes in as a
+Every attribute name goes through the caller's `column` lookup (which refuses names the
+collection lacks and fields the caller receives masked) and every literal goes in as a
 bound literal (psycopg quotes it): a filter can narrow a query, never extend it.
 Geometry literals arrive in EPSG:4490 authority order (see `value`).
 """
@@ -8,6 +9,7 @@ Geometry literals arrive in EPSG:4490 authority order (see `value`).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import date, datetime
 
 from psycopg import sql
@@ -27,17 +29,16 @@ SPATIAL = {ast.GeometryIntersects: "st_intersects", ast.GeometryDisjoint: "st_di
 TEMPORAL = {ast.TimeAfter: ">", ast.TimeBefore: "<", ast.TimeEquals: "="}
 
 
-def to_sql(node, columns: dict[str, sql.Composable], geometry: sql.Composable,
+def to_sql(node, column: Callable[[str], sql.Composable], geometry: sql.Composable,
            srid: int = 4490) -> sql.Composable:
-    """`columns`: queryable name -> the SQL expression it stands for."""
+    """`column`: a property name -> the SQL expression it stands for; it raises for a name
+    the caller may not use (FilterError, or the security kernel's MaskedFieldInput)."""
 
     def value(v) -> sql.Composable:
         if isinstance(v, ast.Attribute):
             if v.name in ("geometry", "geom"):
                 return geometry
-            if v.name not in columns:
-                raise FilterError(f"unknown property {v.name!r}; see /queryables")
-            return columns[v.name]
+            return column(v.name)
         # pygeoapi has already moved geometry literals into the storage CRS, in its
         # authority axis order (EPSG:4490: lat, lon); stored geometries are lon, lat.
         if isinstance(v, values.Geometry):

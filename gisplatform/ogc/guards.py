@@ -31,8 +31,11 @@ def refuse(api, request, status: int, code: str, message: str):
 
 def provider_errors_answered(api_function):
     """A provider error pygeoapi does not catch (e.g. the access check in the `get` that
-    its DELETE makes first, which catches only not-found) answers with its own status."""
+    its DELETE makes first, which catches only not-found) answers with its own status;
+    so does the security kernel's refusal (a process's `authorize`): 401 / 403."""
     from pygeoapi.provider.base import ProviderGenericError
+
+    from gisplatform.security import AccessDenied, AuthError
 
     def call(api, request, *args):
         try:
@@ -40,6 +43,13 @@ def provider_errors_answered(api_function):
         except ProviderGenericError as e:
             return refuse(api, request, int(e.http_status_code), e.ogc_exception_code,
                            e.message)
+        except (AuthError, AccessDenied) as e:
+            headers, status, content = refuse(
+                api, request, e.status, "Unauthorized" if e.status == 401 else "Forbidden",
+                str(e))
+            if e.status == 401:
+                headers["WWW-Authenticate"] = "Bearer"
+            return headers, status, content
     return call
 
 
@@ -124,21 +134,64 @@ def json_errors(app) -> None:
     app.add_exception_handler(404, not_found)
 
 
-def datetime_overflow_is_400(itemtypes) -> None:
-    """pygeoapi's datetime check overflows on a 30-digit year (OverflowError, a 500);
-    it answers a ValueError with 400."""
+def any_datetime(itemtypes) -> None:
+    """pygeoapi refuses a `datetime` outside the configured temporal extent (400 "datetime
+    parameter out of range"); here that is a valid question with an empty answer — a city
+    imports buildings from 1985 — so only the syntax is checked (the provider parses it
+    again). A 30-digit year overflows pygeoapi's check (OverflowError, a 500): a 400."""
     if getattr(itemtypes.validate_datetime, "_gisplatform", False):
         return
     original = itemtypes.validate_datetime
 
     def validate_datetime(extents, datetime_=None):
+        unbounded = {**extents, "temporal": {"begin": None, "end": None}}
         try:
-            return original(extents, datetime_)
+            return original(unbounded, datetime_)
         except OverflowError:
             raise ValueError(f"datetime {datetime_!r} is out of range") from None
 
     validate_datetime._gisplatform = True
     itemtypes.validate_datetime = validate_datetime
+
+
+def extents_from_data(api_module) -> None:
+    """A collection's extent in its document is its data's (ogc/extents.py), not a
+    constant of the configuration: refreshed before pygeoapi describes the collection."""
+    if getattr(api_module.gen_collection, "_gisplatform", False):
+        return
+    from . import catalog, extents
+
+    original = api_module.gen_collection
+
+    def gen_collection(api, request, dataset, locale_):
+        c = catalog.collections().get(dataset)
+        if c is not None:
+            api.config["resources"][dataset]["extents"] = extents.config_extents(extents.of(c))
+        return original(api, request, dataset, locale_)
+
+    gen_collection._gisplatform = True
+    api_module.gen_collection = gen_collection
+
+
+def queryables_for_the_caller(itemtypes) -> None:
+    """pygeoapi lists a provider's `fields` as the queryables; a field the caller receives
+    masked is no input (security.masked_fields), so it is not listed either. While the
+    document is built, our provider's `fields` are the caller's (`queryable_fields`)."""
+    if getattr(itemtypes.get_collection_queryables, "_gisplatform", False):
+        return
+    from .provider import LISTING_QUERYABLES
+
+    original = itemtypes.get_collection_queryables
+
+    def get_collection_queryables(api, request, dataset=None):
+        token = LISTING_QUERYABLES.set(True)
+        try:
+            return original(api, request, dataset)
+        finally:
+            LISTING_QUERYABLES.reset(token)
+
+    get_collection_queryables._gisplatform = True
+    itemtypes.get_collection_queryables = get_collection_queryables
 
 
 def execute_needs_an_object(processes) -> None:
@@ -158,6 +211,12 @@ def execute_needs_an_object(processes) -> None:
         if not isinstance(body, dict):
             return refuse(api, request, 400, "InvalidParameterValue",
                           'the execute request must be a JSON object ({"inputs": {…}})')
+        inputs = body.get("inputs")
+        if isinstance(inputs, dict) and process_id in api.manager.processes:
+            # before the job manager, which answers any exception as a failed job (400)
+            check = getattr(api.manager.get_processor(process_id), "authorize", None)
+            if check is not None:
+                check(inputs)  # AuthError / AccessDenied: provider_errors_answered
         return original(api, request, process_id)
 
     execute_process._gisplatform = True

@@ -92,9 +92,9 @@ def _cached_transform_bbox(bbox: list, from_crs, to_crs, always_xy=False) -> lis
 
 
 def ogc_app(collections: list[catalog.Collection], database_url: str, public_url: str,
-            bbox, begin, workdir: Path):
+            workdir: Path):
     catalog.register(collections, database_url)
-    cfg_path, oas_path = config.write(config.build(public_url, bbox, begin), workdir)
+    cfg_path, oas_path = config.write(config.build(public_url), workdir)
     os.environ["PYGEOAPI_CONFIG"] = str(cfg_path)
     os.environ["PYGEOAPI_OPENAPI"] = str(oas_path)
     from pygeoapi import starlette_app  # reads the two files above at (first) import
@@ -108,11 +108,14 @@ def ogc_app(collections: list[catalog.Collection], database_url: str, public_url
     starlette_app.OPENAPI = load_openapi_document()
     starlette_app.api_ = API(starlette_app.CONFIG, starlette_app.OPENAPI, starlette_app.ASYNCAPI)
     _carry_context(starlette_app)
+    from pygeoapi import api as pygeoapi_api
     from pygeoapi.api import itemtypes, processes
 
     itemtypes.transform_bbox = _cached_transform_bbox
     guards.csv_for_features_only(itemtypes)
-    guards.datetime_overflow_is_400(itemtypes)
+    guards.any_datetime(itemtypes)
+    guards.extents_from_data(pygeoapi_api)
+    guards.queryables_for_the_caller(itemtypes)
     guards.execute_needs_an_object(processes)
     guards.authorize_writes_first(itemtypes)
     guards.json_errors(starlette_app.APP)

@@ -1,7 +1,10 @@
 """OGC API Processes: analyses that answer with aggregates or public fields only.
 
 Each process asks gisplatform.security like every other read path; personal layers
-only ever contribute counts.
+only ever contribute counts. A process that needs a grant says so in `authorize(inputs)`,
+which guards.execute_needs_an_object calls before pygeoapi's job manager runs it (the
+manager turns any exception into a failed job, a 400): no token is a 401, a token
+without the grant a 403.
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ import json
 from psycopg import sql
 from pygeoapi.process.base import BaseProcessor, ProcessorExecuteError
 
-from gisplatform.security import access, current_principal
+from gisplatform.security import AccessDenied, AuthError, current_principal, require
+
 from . import catalog
 from .provider import parse_datetime, pool
 
@@ -104,10 +108,12 @@ class CamerasCovering(BaseProcessor):
             {"geometry": GEOMETRY_IN, "datetime": DATETIME_IN}, JSON_OUT,
             {"geometry": {"type": "Point", "coordinates": [123.89, 41.87]}}))
 
-    def execute(self, data, outputs=None):
+    def authorize(self, inputs: dict) -> None:
         cams = catalog.get("cameras")
-        if not access(current_principal.get(), cams.layer, cams.sharing).read:
-            raise ProcessorExecuteError(user_msg="cameras-covering needs a token with a read grant on cameras")
+        require(current_principal.get(), cams.layer, cams.sharing)
+
+    def execute(self, data, outputs=None):
+        self.authorize(data)
         geom, when = _geometry(data), _instant(data)
         rows = _run(sql.SQL(
             "select device_id, name, sector, status, azimuth,"
@@ -173,13 +179,17 @@ class LegalPersonsNear(BaseProcessor):
              "datetime": DATETIME_IN}, JSON_OUT,
             {"collection": "buildings", "id": "21040200000001", "distance": 200}))
 
+    def authorize(self, inputs: dict) -> None:
+        coll = catalog.collections().get(inputs.get("collection"))
+        if coll is not None:  # an unknown one is the 400 of execute
+            require(current_principal.get(), coll.layer, coll.sharing)
+
     def execute(self, data, outputs=None):
         cid, fid, dist = data.get("collection"), data.get("id"), data.get("distance")
         coll = catalog.collections().get(cid)
         if coll is None or coll.kind != catalog.SNAPSHOT:
             raise ProcessorExecuteError(user_msg=f"unknown collection {cid!r}")
-        if not access(current_principal.get(), coll.layer, coll.sharing).read:
-            raise ProcessorExecuteError(user_msg=f"you may not read {cid}")
+        self.authorize(data)
         if not isinstance(dist, (int, float)) or not 0 <= dist <= 5000:
             raise ProcessorExecuteError(user_msg="distance is a number of metres, 0..5000")
         when = _instant(data)
@@ -225,6 +235,17 @@ class StatsTimeseries(BaseProcessor):
              "by": text("by", "evaluation only: group by", enum=list(EVALUATION_GROUPS)),
              "known_at": text("known_at", "instant: count what was known then")}, JSON_OUT,
             {"topic": "population", "from": "2024-01", "to": "2024-12", "area": "210402"}))
+
+    def authorize(self, inputs: dict) -> None:
+        from gisplatform.api.stats import TOPICS, StatsForbidden, check_access
+
+        if inputs.get("topic") in TOPICS:  # an unknown one is the 400 of execute
+            try:
+                check_access(inputs["topic"],
+                             {c.layer: c.sharing for c in catalog.collections().values()})
+            except StatsForbidden as e:
+                raise (AuthError if current_principal.get().anonymous else AccessDenied)(
+                    str(e)) from None
 
     def execute(self, data, outputs=None):
         from gisplatform.api.stats import (

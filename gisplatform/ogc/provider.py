@@ -9,11 +9,13 @@ connections come from one pool. Access and masking go through gisplatform.securi
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 
 import psycopg
 from psycopg import sql
@@ -31,10 +33,13 @@ from gisplatform.crs import CRSError, resolve_crs
 from gisplatform.db.pool import make_sync_pool
 from gisplatform.security import (
     READ_PERSONAL_ACTION,
+    MaskedFieldInput,
     access,
     audit,
+    check_inputs,
     current_principal,
     mask_sql,
+    masked_fields,
 )
 from gisplatform.temporal import (
     SCHEMA,
@@ -52,6 +57,9 @@ from .cql import FilterError, to_sql
 
 KNOWN_AT = "known_at"  # vendor parameter: transaction time ("as known at")
 MAX_LIMIT = 10_000
+# True while pygeoapi builds a queryables document (guards.queryables_for_the_caller): the
+# provider's `fields` are then the ones this caller may use as inputs.
+LISTING_QUERYABLES: ContextVar[bool] = ContextVar("listing_queryables", default=False)
 
 _pool_lock = threading.Lock()
 _pools: dict[str, ConnectionPool] = {}
@@ -185,7 +193,8 @@ class TemporalProvider(BaseProvider):
         return fields
 
     def _columns(self) -> dict[str, sql.Composable]:
-        """Queryable name -> SQL expression over the version table `v`."""
+        """Property name -> SQL expression over the version table `v` (inputs reach it
+        through `_input_column`, which asks the security kernel first)."""
         cols: dict[str, sql.Composable] = {
             "fid": sql.SQL("v.fid"), "vid": sql.SQL("v.vid"),
             "valid_from": sql.SQL("lower(v.valid)"), "valid_to": sql.SQL("upper(v.valid)"),
@@ -194,6 +203,26 @@ class TemporalProvider(BaseProvider):
         for a in self.spec.attributes:
             cols[a.name] = sql.SQL("v.{}").format(sql.Identifier(a.name))
         return cols
+
+    def _input_column(self, acc, name: str) -> sql.Composable:
+        """The SQL of a property used as an input — a property filter, a CQL2 attribute, a
+        sort key. Unknown: 400. Received masked by this caller: 400 (MaskedFieldInput from
+        `security.check_inputs`), so a masked value cannot be recovered by asking about it."""
+        check_inputs([name], self.collection.personal, acc, self.collection.layer)
+        cols = self._columns()
+        if name not in cols:
+            raise FilterError(f"unknown property {name!r}; see /queryables")
+        return cols[name]
+
+    @property
+    def fields(self) -> dict:
+        return self.queryable_fields() if LISTING_QUERYABLES.get() else self.get_fields()
+
+    def queryable_fields(self) -> dict:
+        """The fields this request's caller may use as inputs: the queryables it is shown."""
+        acc = access(current_principal.get(), self.collection.layer, self.collection.sharing)
+        hidden = masked_fields(self.collection.personal, acc)
+        return {k: v for k, v in self.get_fields().items() if k not in hidden}
 
     # ------------------------------------------------------------ access
 
@@ -234,9 +263,12 @@ class TemporalProvider(BaseProvider):
             return self._aggregate(datetime_, bbox, offset, limit, resulttype, skip_geometry,
                                    crs_transform_spec)
         when = parse_datetime(datetime_)
-        where, distinct = self._where(bbox, when, props, filterq, known_at)
+        try:
+            where, distinct = self._where(acc, bbox, when, props, filterq, known_at)
+            order = self._order(acc, sortby)
+        except (FilterError, MaskedFieldInput) as e:
+            raise ProviderInvalidQueryError(user_msg=str(e)) from None
         select = self._feature_json(select_properties, skip_geometry, crs_transform_spec, acc)
-        order = self._order(sortby)
         base = sql.SQL("from {vt} v where {where}").format(
             vt=sql.Identifier(SCHEMA, self.spec.version_table), where=where)
         if distinct:  # an interval: one item per fid, its latest version in the window
@@ -305,7 +337,7 @@ class TemporalProvider(BaseProvider):
                   {"collection": self.collection.id, "features": count, **detail})
             conn.commit()
 
-    def _where(self, bbox, when, props, filterq, known_at):
+    def _where(self, acc, bbox, when, props, filterq, known_at):
         parts: list[sql.Composable] = []
         if known_at is None:
             parts.append(sql.SQL("upper_inf(v.recorded)"))
@@ -325,26 +357,21 @@ class TemporalProvider(BaseProvider):
         if bbox:
             # intersects (as OGC API Features asks), not just bounding boxes overlapping
             parts.append(sql.SQL("st_intersects(v.geom, {})").format(envelope(bbox)))
-        cols = self._columns()
+        column = functools.partial(self._input_column, acc)
         for k, v in props:
-            if k not in cols:
-                raise ProviderInvalidQueryError(user_msg=f"unknown property {k!r}")
-            parts.append(sql.SQL("{}::text = {}").format(cols[k], sql.Literal(str(v))))
+            parts.append(sql.SQL("{}::text = {}").format(column(k), sql.Literal(str(v))))
         if filterq is not None:
             try:
-                parts.append(to_sql(filterq, cols, sql.SQL("v.geom")))
+                parts.append(to_sql(filterq, column, sql.SQL("v.geom")))
             except FilterError as e:
-                raise ProviderInvalidQueryError(user_msg=f"filter: {e}") from None
+                raise FilterError(f"filter: {e}") from None
         return sql.SQL(" and ").join(parts), distinct
 
-    def _order(self, sortby) -> sql.Composable:
-        cols = self._columns()
+    def _order(self, acc, sortby) -> sql.Composable:
         terms = []
         for s in sortby or []:
-            name = s["property"]
-            if name not in cols:
-                raise ProviderInvalidQueryError(user_msg=f"cannot sort by unknown property {name!r}")
-            terms.append(sql.SQL("{} {}").format(cols[name], sql.SQL("desc" if s["order"] == "-" else "asc")))
+            terms.append(sql.SQL("{} {}").format(self._input_column(acc, s["property"]),
+                                                 sql.SQL("desc" if s["order"] == "-" else "asc")))
         terms.append(sql.SQL("v.vid" if self.kind == catalog.HISTORY else "v.fid, v.vid"))
         return sql.SQL(", ").join(terms)
 

@@ -6,7 +6,6 @@ the personal ones marked), update frequency and temporal extent (from the data).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 from pygeoapi.provider.base import (
@@ -15,36 +14,13 @@ from pygeoapi.provider.base import (
     ProviderItemNotFoundError,
 )
 
-from . import catalog
-from .provider import pool
+from . import catalog, extents
 
 UPDATE_FREQUENCY = {catalog.SNAPSHOT: "continual", catalog.HISTORY: "continual",
                     catalog.AGGREGATE: "continual"}
 # Records from elsewhere than the collections, by source name: the open data downloads
 # (gisplatform/opendata.py, registered by its router). Each returns finished records.
 EXTRA_RECORDS: dict[str, Callable[[], list[dict]]] = {}
-
-
-# min(lower(valid)) scans the whole version table (2 M rows for persons at city size):
-# a catalogue request must not pay it for every record, every time.
-EXTENT_TTL_S = 300.0
-_extents: dict[tuple[str, str], tuple[float, list]] = {}
-
-
-def _extent(c: catalog.Collection) -> list:
-    if c.kind == catalog.AGGREGATE:
-        return ["2017-12-31T16:00:00Z", None]
-    table = c.spec.version_table  # a layer and its history share one table and extent
-    key = (catalog.database_url(), table)
-    hit = _extents.get(key)
-    if hit and time.monotonic() - hit[0] < EXTENT_TTL_S:
-        return hit[1]
-    with pool().connection() as conn:
-        lo = conn.execute(f'select min(lower(valid)) from city."{table}"'
-                          " where upper_inf(recorded)").fetchone()[0]
-    extent = [lo.isoformat() if lo else None, None]
-    _extents[key] = (time.monotonic(), extent)
-    return extent
 
 
 def record(c: catalog.Collection, base_url: str) -> dict:
@@ -55,7 +31,7 @@ def record(c: catalog.Collection, base_url: str) -> dict:
     return {
         "id": c.id, "type": "Feature", "conformsTo": [
             "http://www.opengis.net/spec/ogcapi-records-1/1.0/req/record-core"],
-        "geometry": None, "time": {"interval": _extent(c)},
+        "geometry": None, "time": {"interval": extents.interval(extents.of(c))},
         "properties": {
             "type": "dataset", "title": spec.title or c.id, "description": spec.description,
             "keywords": list(c.keywords), "language": "zh",

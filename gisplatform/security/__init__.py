@@ -2,8 +2,12 @@
 
 - who: `Principal` (from a bearer token via `principal_for_token`, or `ANONYMOUS`), carried
   per request in the `current_principal` context variable;
-- what: `access(principal, layer, sharing)` -> `Access(read, unmask, write)`;
+- what: `access(principal, layer, sharing)` -> `Access(read, unmask, write)`, and
+  `require(principal, layer, sharing, need)`, which raises AuthError (401) / AccessDenied (403);
 - how personal fields look: `mask_row(row, personal, access)` / `mask_value(kind, value)`;
+- what a request may ask about them: `check_inputs(names, personal, access, layer)` refuses
+  (MaskedFieldInput, 400) a field the caller receives masked as a filter, sort key or
+  expression; `masked_fields` lists them (hidden from the queryables too);
 - the record: `audit(conn, principal, layer, action, detail, client)` for every unmasked read,
   write and export.
 
@@ -39,11 +43,15 @@ from .principals import (
     Access,
     AccessDenied,
     AuthError,
+    MaskedFieldInput,
     Principal,
     access,
+    check_inputs,
     current_principal,
     mask_row,
+    masked_fields,
     personal_masks,
+    require,
 )
 from .tokens import (
     create_token,
@@ -58,10 +66,11 @@ from .tokens import (
 
 __all__ = [
     "ANALYST_ROLE", "ANONYMOUS", "Access", "AccessDenied", "AuthError", "CONDITIONAL",
-    "EXPORT_ACTION", "LEVELS", "MASK_KINDS", "MASK_SQL", "NOT_SHARED", "NO_ACCESS", "Principal", "READ",
+    "EXPORT_ACTION", "LEVELS", "MASK_KINDS", "MASK_SQL", "MaskedFieldInput", "NOT_SHARED", "NO_ACCESS", "Principal", "READ",
     "READ_PERSONAL", "READ_PERSONAL_ACTION", "SHARING_CLASSES", "UNCONDITIONAL", "WRITE",
-    "WRITE_ACTION", "access", "audit", "check_mask_kind", "create_analyst_user", "create_token",
+    "WRITE_ACTION", "access", "audit", "check_inputs", "check_mask_kind", "create_analyst_user", "create_token",
     "current_principal", "hash_secret", "list_departments", "list_tokens", "mask_date",
-    "mask_name", "mask_phone", "mask_resident_id", "mask_row", "mask_sql", "mask_value", "parse_grant",
+    "mask_name", "mask_phone", "mask_resident_id", "mask_row", "mask_sql", "mask_value",
+    "masked_fields", "parse_grant", "require",
     "personal_masks", "principal_for_token", "principal_for_token_async", "revoke_token",
 ]

@@ -26,6 +26,7 @@ __all__ = [
     "UNCONDITIONAL", "CONDITIONAL", "NOT_SHARED", "SHARING_CLASSES",
     "Principal", "ANONYMOUS", "current_principal", "Access", "NO_ACCESS", "access",
     "mask_row", "personal_masks", "AuthError", "AccessDenied",
+    "MaskedFieldInput", "masked_fields", "check_inputs", "require",
 ]
 
 READ, READ_PERSONAL, WRITE = "read", "read_personal", "write"
@@ -46,6 +47,20 @@ class AccessDenied(Exception):
     """A known principal asked for something its grants do not allow: HTTP 403."""
 
     status = 403
+
+
+class MaskedFieldInput(ValueError):
+    """A field the caller receives masked was used as an input (a filter, a sort key, any
+    expression): HTTP 400. Answering would let the masked value be recovered one yes/no
+    question at a time (`legal_representative LIKE '刘桂%'`)."""
+
+    status = 400
+
+    def __init__(self, field: str, layer: str):
+        self.field, self.layer = field, layer
+        super().__init__(f"{field!r} is a personal field you receive masked: it cannot be "
+                         f"filtered, sorted or used in an expression without a read_personal "
+                         f"grant on {layer}")
 
 
 @dataclass(frozen=True)
@@ -93,6 +108,33 @@ def access(principal: Principal, layer: str, sharing: str) -> Access:
         unmask=READ_PERSONAL in levels,
         write=WRITE in levels,
     )
+
+
+def require(principal: Principal, layer: str, sharing: str, need: str = READ) -> Access:
+    """The caller's Access on `layer` when it has `need` (read, read_personal or write);
+    else AuthError (401: no credentials) or AccessDenied (403: a token without the grant)."""
+    acc = access(principal, layer, sharing)
+    if {READ: acc.read, READ_PERSONAL: acc.unmask, WRITE: acc.write}[need]:
+        return acc
+    if principal.anonymous:
+        raise AuthError(f"{layer} needs a token with a {need} grant (Authorization: Bearer …)")
+    raise AccessDenied(f"your token has no {need} grant on {layer}")
+
+
+def masked_fields(personal: Mapping[str, str | None], access: Access) -> frozenset[str]:
+    """The fields a caller with `access` receives masked: exactly those it may not use as
+    inputs (filters, sorting, expressions) nor see among the queryables."""
+    return frozenset() if access.unmask else frozenset(personal)
+
+
+def check_inputs(names, personal: Mapping[str, str | None], access: Access, layer: str) -> None:
+    """Raise MaskedFieldInput for the first of `names` (the fields a request uses as inputs)
+    that the caller receives masked. Every input path asks this, the way every output path
+    masks with `mask_row` / `mask_sql`."""
+    hidden = masked_fields(personal, access)
+    for name in sorted(set(names)):
+        if name in hidden:
+            raise MaskedFieldInput(name, layer)
 
 
 def mask_row(row: Mapping, personal: Mapping[str, str | None], access: Access) -> dict:

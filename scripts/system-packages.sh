@@ -1,0 +1,15 @@
+# The Debian/Ubuntu packages scripts/bootstrap.sh installs, one list per need. Sourced by
+# the bootstrap and read by tests/test_bootstrap.py, which proves with
+# `apt-cache depends --recurse --no-recommends` that each list reaches the package owning
+# the files the platform runs (the bootstrap installs with --no-install-recommends, which
+# follows Depends only).
+#
+# PostGIS: `postgis` alone is the command-line tools; the server extension
+# (lib/postgis-3.so, extension/postgis*.sql) ships in postgresql-<major>-postgis-3 and its
+# -scripts package, which `postgresql-postgis` depends on for the distribution's default
+# major (the same one `postgresql` brings).
+POSTGIS_PACKAGES="postgresql postgresql-contrib postgresql-postgis"
+NODE_PACKAGES="nodejs npm"
+CHROMIUM_PACKAGES="chromium"
+# fontconfig: its fc-list is how the bootstrap tells whether a CJK font is there
+CJK_FONT_PACKAGES="fonts-wqy-microhei fontconfig"
