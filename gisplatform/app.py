@@ -149,8 +149,15 @@ def _row_checker(layer):
     from layers.importer import Mapping, Row, prepare
 
     def check(props: dict, geom):
+        key = None
+        if layer.fid_needs_key:  # the database's pseudonym key (persons: fid from ID number)
+            from gisplatform.security import read_pseudonym_key
+
+            from .ogc.provider import connection
+            with connection() as conn:
+                key = read_pseudonym_key(conn)
         feats, rejects, _, _ = prepare(layer, [Row(1, geom, props)], lambda x, y: (x, y),
-                                       Mapping(), lambda a: None, None, True)
+                                       Mapping(), lambda a: None, None, True, fid_key=key)
         if rejects:
             raise ValueError(rejects[0].reason)
         return feats[0].fid, feats[0].properties, feats[0].geometry

@@ -11,6 +11,7 @@ from datetime import datetime
 import psycopg
 from psycopg import sql
 
+from gisplatform.security import read_pseudonym_key
 from gisplatform.temporal import SCHEMA, TemporalStore
 
 from . import LAYERS
@@ -61,7 +62,7 @@ def load_demo(conn: psycopg.Connection, size: str = "small", seed: int = 42,
     """Generate and load every layer; returns rows (versions) per layer. All or nothing."""
     if size not in SIZES:
         raise DemoRefused(f"size is one of {', '.join(SIZES)}")
-    ctx = Ctx(SIZES[size], seed, until or today_cst())
+    ctx = Ctx(SIZES[size], seed, until or today_cst(), read_pseudonym_key(conn))
     counts: dict[str, int] = {}
     # Generation (Python) runs one layer ahead of loading (the server building indexes):
     # the two use different cores. The generators only talk to each other via ctx.

@@ -46,6 +46,7 @@ class Ctx:
     size: Size
     seed: int
     until: datetime
+    fid_key: bytes = b""  # the database's pseudonym key (persons' fids)
     rng: np.random.Generator = field(init=False)
     shared: dict = field(default_factory=dict)
 

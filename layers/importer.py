@@ -26,7 +26,14 @@ import shapely
 from shapely.geometry.base import BaseGeometry
 
 from gisplatform.crs import CRSError, resolve_crs, to_storage, transform_geometry
-from gisplatform.temporal import Feature, SyncResult, TemporalError, TemporalStore, parse_instant
+from gisplatform.security import read_pseudonym_key
+from gisplatform.temporal import (
+    Feature,
+    SyncResult,
+    TemporalError,
+    TemporalStore,
+    parse_instant,
+)
 
 from .fushun import CITY_BBOX, in_city
 from .registry import Layer
@@ -106,7 +113,7 @@ def read_rows(path: Path, source_layer: str | None = None) -> tuple[list[Row], s
     if suffix == ".csv":
         return _read_csv(path), None
     import pyogrio.raw
-    from pyogrio.errors import DataSourceError, DataLayerError
+    from pyogrio.errors import DataLayerError, DataSourceError
     try:
         # datetimes as strings: GDAL would otherwise drop their UTC offsets
         meta, _, geoms, field_data = pyogrio.raw.read(str(path), layer=source_layer,
@@ -252,10 +259,11 @@ def _swapped(geom: BaseGeometry) -> bool:
 def prepare(layer: Layer, rows: list[Row], to_city: Callable, mapping: Mapping,
             lookup_address: Callable[[str], BaseGeometry | None],
             valid_from_default: datetime | None, stop_on_first: bool,
-            progress: Callable[[int], None] = lambda n: None,
+            progress: Callable[[int], None] = lambda n: None, fid_key: bytes | None = None,
             ) -> tuple[list[Feature], list[Reject], list[str], dict[str, int]]:
     """Rows -> features ready to store, the rejected rows with their reasons, warnings,
-    and the row number of each accepted fid."""
+    and the row number of each accepted fid. `fid_key`: the database's pseudonym key, for
+    layers whose fid is keyed (Layer.fid_needs_key)."""
     spec, store = layer.spec, TemporalStore(layer.spec)
     attrs = {a.name: a for a in spec.attributes}
     features, rejects, warnings = [], [], []
@@ -288,7 +296,7 @@ def prepare(layer: Layer, rows: list[Row], to_city: Callable, mapping: Mapping,
                 vf = parse_instant(raw_vf) if raw_vf not in (None, "") else vf
             for w in layer.validate(props):
                 warnings.append(f"row {row.number}: {w}")
-            fid = layer.fid_of(props)
+            fid = layer.fid_of(props, fid_key)
             if fid in seen:
                 raise ValueError(f"duplicate of row {seen[fid]} (same id {fid})")
             geom, stored_crs = row.geometry, False
@@ -381,7 +389,8 @@ def run_import(conn: psycopg.Connection, layer: Layer, path: Path, *, crs: str |
     report = ImportReport(layer.name, read=len(rows), dry_run=dry_run)
     progress = progress_factory(len(rows)) if progress_factory else (lambda n: None)
     features, report.rejected, report.warnings, row_of = prepare(
-        layer, rows, to_city, mapping, address_lookup(conn), vf, all_or_nothing, progress)
+        layer, rows, to_city, mapping, address_lookup(conn), vf, all_or_nothing, progress,
+        fid_key=read_pseudonym_key(conn) if layer.fid_needs_key else None)
     if all_or_nothing and report.rejected:
         return report  # nothing written
     store = TemporalStore(layer.spec)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from gisplatform.security import PseudonymKeyMissing, pseudonym
 from gisplatform.temporal import LayerSpec
 
 # Government data-sharing classes (国发〔2016〕51号).
@@ -30,13 +31,24 @@ class TileSettings:
 
 
 @dataclass(frozen=True)
+class KeyedFid:
+    """The fid is a keyed pseudonym (gisplatform.security.pseudonyms) of a personal
+    attribute, after `normalize` (which raises ValueError for a bad value): stable for one
+    object, and no way back to the value from it. Computing it needs the database's key."""
+    attribute: str
+    prefix: str
+    normalize: Callable[[str], str] = str
+
+
+@dataclass(frozen=True)
 class Layer:
     spec: LayerSpec
     theme: str
     department: str
     sharing: str
-    # The attribute whose value is the stable id, or a function of the row.
-    fid: str | Callable[[dict], str]
+    # The attribute whose value is the stable id, a function of the row, or a keyed
+    # pseudonym of a personal attribute.
+    fid: str | Callable[[dict], str] | KeyedFid
     # Normalises props in place; returns warnings; raises ValueError with the reason.
     validate: Callable[[dict], list[str]] = no_checks
     keywords: tuple[str, ...] = field(default=())
@@ -50,7 +62,17 @@ class Layer:
     def personal(self) -> tuple[str, ...]:
         return tuple(a.name for a in self.spec.attributes if a.personal)
 
-    def fid_of(self, props: dict) -> str:
+    @property
+    def fid_needs_key(self) -> bool:
+        return isinstance(self.fid, KeyedFid)
+
+    def fid_of(self, props: dict, key: bytes | None = None) -> str:
+        """The row's fid; `key` (the database's pseudonym key) when `fid_needs_key`."""
+        if isinstance(self.fid, KeyedFid):
+            if key is None:
+                raise PseudonymKeyMissing(f"{self.name}: its fid needs the database's pseudonym key")
+            value = self.fid.normalize(str(props.get(self.fid.attribute) or ""))
+            return pseudonym(key, value, self.fid.prefix)
         if callable(self.fid):
             return self.fid(props)
         value = props.get(self.fid)

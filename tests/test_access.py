@@ -370,3 +370,49 @@ def test_read_personal_may_ask_and_is_audited(city, oracle_callers, layer):
                 r = cl.get(f"/ogc/collections/{cid}/items",
                            params={"f": "json", "sortby": field, "limit": 3})
                 assert r.status_code == 200, r.text
+
+
+# -------------------------------------------- ids that give nothing back (keyed person fids)
+
+def test_a_persons_id_does_not_give_the_id_number_back(city, oracle_callers):
+    """A `read` grant sees the ID number masked (area code, last four) and the item id. With
+    an unkeyed hash of the number as the id, hashing the possible birth dates gave every
+    number back in seconds; keyed by the database's secret, none comes back."""
+    import datetime
+    import hashlib
+    import hmac
+
+    url, base = city
+    with httpx.Client(base_url=base, headers=oracle_callers["read"], timeout=60) as cl:
+        feats = cl.get("/ogc/collections/persons/items", params={"f": "json", "limit": 5}).json()["features"]
+    with psycopg.connect(url) as c:
+        real = dict(c.execute("select fid, id_number from city.persons").fetchall())
+        key = bytes(c.execute("select key from city.pseudonym_key").fetchone()[0])
+    assert len(feats) == 5
+    for f in feats:
+        masked, fid = f["properties"]["id_number"], f["id"]
+        rid = real[fid]
+        assert masked == rid[:6] + "*" * 8 + rid[-4:]
+        # the attack: every birth date between the two parts the mask shows
+        day, found = datetime.date(1900, 1, 1), None
+        while day <= datetime.date(2026, 12, 31) and found is None:
+            guess = f"{masked[:6]}{day:%Y%m%d}{masked[-4:]}"
+            if "p" + hashlib.sha256(guess.encode()).hexdigest()[:20] == fid:
+                found = guess
+            day += datetime.timedelta(days=1)
+        assert found is None, "the person's id is an unkeyed hash of the ID number"
+        # the attack is not blind: the keyed id is that of the real number
+        assert fid == "p" + hmac.new(key, rid.encode(), hashlib.sha256).hexdigest()[:20]
+
+
+def test_the_pseudonym_key_is_no_analysts_business(city):
+    """The key is per database, random, and the analysts' PostGIS role cannot read it."""
+    from gisplatform.security import ANALYST_ROLE
+
+    url, _ = city
+    with psycopg.connect(url) as c:
+        key = bytes(c.execute("select key from city.pseudonym_key").fetchone()[0])
+        assert len(key) == 32 and len(set(key)) > 8
+        allowed = c.execute("select has_table_privilege(%s, 'city.pseudonym_key', 'select')",
+                            (ANALYST_ROLE,)).fetchone()[0]
+    assert not allowed

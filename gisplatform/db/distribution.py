@@ -73,6 +73,8 @@ OTHER_TABLES = {
     # Citus (triggers dropped) the feed is not written either
     "change_log": (LOCAL, "change feed log, read by /api/changes and the webhook senders"),
     "change_log_horizon": (LOCAL, "the change feed's retention mark (one row)"),
+    "pseudonym_key": (LOCAL, "the key of pseudonymous ids, read by importers and the app "
+                             "through the coordinator; not copied to the workers"),
     "webhooks": (LOCAL, "change feed subscriptions, updated on every delivery"),
     # statistics rollup (migration 0012): kept exact from the change feed, so on Citus
     # (no feed) it is not used

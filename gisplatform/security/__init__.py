@@ -8,6 +8,8 @@
 - what a request may ask about them: `check_inputs(names, personal, access, layer)` refuses
   (MaskedFieldInput, 400) a field the caller receives masked as a filter, sort key or
   expression; `masked_fields` lists them (hidden from the queryables too);
+- ids from personal values: `pseudonym(key, value)` with the database's key
+  (`read_pseudonym_key`), a keyed hash a masked value cannot be matched against;
 - the record: `audit(conn, principal, layer, action, detail, client)` for every unmasked read,
   write and export.
 
@@ -53,6 +55,7 @@ from .principals import (
     personal_masks,
     require,
 )
+from .pseudonyms import PseudonymKeyMissing, pseudonym, read_pseudonym_key
 from .tokens import (
     create_token,
     hash_secret,
@@ -71,6 +74,7 @@ __all__ = [
     "WRITE_ACTION", "access", "audit", "check_inputs", "check_mask_kind", "create_analyst_user", "create_token",
     "current_principal", "hash_secret", "list_departments", "list_tokens", "mask_date",
     "mask_name", "mask_phone", "mask_resident_id", "mask_row", "mask_sql", "mask_value",
-    "masked_fields", "parse_grant", "require",
+    "masked_fields", "parse_grant", "PseudonymKeyMissing", "pseudonym", "read_pseudonym_key",
+    "require",
     "personal_masks", "principal_for_token", "principal_for_token_async", "revoke_token",
 ]

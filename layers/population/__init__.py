@@ -1,26 +1,24 @@
 """Population: persons (personal data, conditional sharing) and the public aggregate grid."""
 
-import hashlib
-
+from gisplatform.security import pseudonym
 from gisplatform.temporal import Attribute as A
 from gisplatform.temporal import LayerSpec
 
 from ..codes import resident_id_birth, resident_id_sex, validate_resident_id
-from ..registry import CONDITIONAL, Layer, TileSettings, check_choice
+from ..registry import CONDITIONAL, KeyedFid, Layer, TileSettings, check_choice
 
 DEPARTMENT = "抚顺市公安局 Public Security Bureau"
 HOUSEHOLD_TYPES = {"registered", "floating"}  # 户籍人口 / 流动人口
 
 
-def person_fid(props: dict) -> str:
-    """A stable id that is not the ID number. Unsalted, so it is only served to grant
-    holders of the persons layer, never to anonymous users (they see aggregates)."""
-    return fid_for_id_number(validate_resident_id(str(props.get("id_number") or "")))
+# A person's stable id: a keyed pseudonym of the ID number. An unkeyed hash gave the number
+# back to any `read` grant: masked, it shows all but the birth date (security/pseudonyms.py).
+PERSON_FID = KeyedFid("id_number", "p", validate_resident_id)
 
 
-def fid_for_id_number(rid: str) -> str:
-    """person_fid of an already validated ID number."""
-    return "p" + hashlib.sha256(rid.encode()).hexdigest()[:20]
+def fid_for_id_number(rid: str, key: bytes) -> str:
+    """The fid of an already validated ID number under the database's pseudonym key."""
+    return pseudonym(key, rid, PERSON_FID.prefix)
 
 
 def _check_person(p: dict) -> list[str]:
@@ -54,7 +52,7 @@ PERSONS = Layer(
     ), title="人口 Persons",
         description="Residents with the housing unit they live in; the point is their building. "
                     "Personal data: masked unless granted, every unmasked read audited."),
-    theme="population", department=DEPARTMENT, sharing=CONDITIONAL, fid=person_fid,
+    theme="population", department=DEPARTMENT, sharing=CONDITIONAL, fid=PERSON_FID,
     validate=_check_person, keywords=("人口", "户籍", "流动人口", "persons"),
     tiles=TileSettings(detail_zoom=16, color="#fb9a99"))
 

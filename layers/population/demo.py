@@ -85,7 +85,7 @@ def persons(ctx: Ctx):
             if end is not None and end <= start:
                 continue
             versions.append((start, end, point_wkt(x, y), attrs))
-        fid = fid_for_id_number(rid)
+        fid = fid_for_id_number(rid, ctx.fid_key)
         for vf, vt, geom, a in clip_versions([(v[0], v[1], v[2], v[3]) for v in versions], ctx.until):
             out.append((fid, vf, vt, geom, a))
     return out
@@ -93,5 +93,6 @@ def persons(ctx: Ctx):
 
 def _aware(d: date):
     from datetime import datetime
+
     from ..demo_common import CST
     return datetime(d.year, d.month, d.day, tzinfo=CST)
