@@ -59,7 +59,13 @@ def build_(
     import time
 
     import psycopg
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     from gisplatform.config import get_settings
     from gisplatform.db.embedded import database_url
@@ -92,6 +98,6 @@ def build_(
               f"peak memory {peak:,.0f} MB (this process) → /3d/{report.name}/tileset.json")
 
 
-from .realscene_cli import register_commands  # `3d import` (real-scene tilesets)
+from .realscene_cli import register_commands  # noqa: E402 -- `3d import`, after threed_app exists
 
 register_commands(threed_app)

@@ -14,6 +14,7 @@ import psycopg
 import pyogrio.raw
 import pytest
 import shapely
+from conftest import fresh_database
 from shapely.geometry import Point, Polygon, box
 
 from gisplatform.crs import from_storage, resolve_crs, transform_geometry
@@ -22,8 +23,6 @@ from gisplatform.temporal import TemporalStore
 from layers import LAYERS
 from layers.codes import make_gb28181, make_resident_id, make_uscc
 from layers.importer import ImportFailed, run_import
-
-from conftest import fresh_database
 
 CLI = str(Path(sys.executable).with_name("gisplatform"))
 BUILDINGS = LAYERS["buildings"]

@@ -9,6 +9,7 @@ import re
 import psycopg
 import pytest
 from alembic import command
+from conftest import fresh_database
 from psycopg import sql
 from typer.testing import CliRunner
 
@@ -37,8 +38,6 @@ from gisplatform.security import (
 from gisplatform.security.cli import analyst_app, token_app
 from gisplatform.security.masking import mask_phone
 from gisplatform.temporal import Attribute
-
-from conftest import fresh_database
 
 UTC = datetime.UTC
 

@@ -12,6 +12,18 @@ from pathlib import Path
 
 from . import catalog, config, guards
 
+# The pygeoapi minor version whose internals this module and guards.py patch
+# (execute_from_starlette, validate_datetime, gen_collection, queryables, …).
+PATCHED_PYGEOAPI = "0.24"
+
+
+def check_pygeoapi_version() -> None:
+    import pygeoapi
+
+    if pygeoapi.__version__.rsplit(".", 1)[0] != PATCHED_PYGEOAPI:
+        raise RuntimeError(f"gisplatform patches pygeoapi {PATCHED_PYGEOAPI}.x internals; "
+                           f"{pygeoapi.__version__} is installed (pyproject.toml pins it)")
+
 
 def _carry_context(module) -> None:
     """pygeoapi runs each API call with loop.run_in_executor, which does not carry
@@ -93,6 +105,7 @@ def _cached_transform_bbox(bbox: list, from_crs, to_crs, always_xy=False) -> lis
 
 def ogc_app(collections: list[catalog.Collection], database_url: str, public_url: str,
             workdir: Path):
+    check_pygeoapi_version()
     catalog.register(collections, database_url)
     cfg_path, oas_path = config.write(config.build(public_url), workdir)
     os.environ["PYGEOAPI_CONFIG"] = str(cfg_path)
