@@ -21,6 +21,8 @@ from .api.responses import Health, errors, media_types
 from .config import Settings, get_settings
 from .db.embedded import database_url
 from .db.pool import make_pool
+from .errors import database_unavailable, problem, refusal
+from .errors import install as install_error_handlers
 from .observability import Metrics, RequestLog, configure_logging
 from .ogc import catalog
 from .ogc.mount import ogc_app
@@ -30,6 +32,7 @@ from .security import (
     AuthError,
     current_principal,
     personal_masks,
+    presented_secret,
     principal_for_token_async,
 )
 
@@ -164,21 +167,9 @@ def _row_checker(layer):
     return check
 
 
-def database_unavailable(request: Request, exc: Exception | None = None) -> JSONResponse:
-    """The database down, restarting or out of connections (psycopg's OperationalError,
-    the pools' PoolTimeout among them): 503 with a JSON body, never a traceback. The
-    pools reconnect by themselves (gisplatform/db/pool.py): the client retries."""
-    what = f" ({type(exc).__name__})" if exc is not None else ""
-    return JSONResponse(status_code=503, headers={"Retry-After": "5"}, content={
-        "code": "ServiceUnavailable",
-        "description": f"the database is unavailable{what}; retry shortly"})
-
-
 def _token_of(request: Request) -> str | None:
-    auth = request.headers.get("authorization", "")
-    if auth.lower().startswith("bearer "):
-        return auth[7:].strip()
-    return request.query_params.get("token")  # for clients that cannot set headers
+    return presented_secret(request.headers.get("authorization"),
+                            request.query_params.get("token"))
 
 
 class NoNulInPath:
@@ -190,8 +181,7 @@ class NoNulInPath:
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http" and "\x00" in scope["path"]:
-            await JSONResponse({"code": "NotFound", "description": "no such resource"},
-                               status_code=404)(scope, receive, send)
+            await problem(404, "no such resource")(scope, receive, send)
             return
         await self.app(scope, receive, send)
 
@@ -224,7 +214,7 @@ def create_app(settings: Settings | None = None, db_url: str | None = None) -> F
         description="Fushun spatio-temporal city platform (全时空智慧城市综合信息应用平台)",
     )
     app.state.settings = settings
-    app.add_exception_handler(psycopg.OperationalError, database_unavailable)
+    install_error_handlers(app)  # one error model (gisplatform/errors.py)
     configure_logging()
     app_pool = app.state.pool = make_pool(url, settings.pool_min, settings.pool_max,
                                           settings.pool_timeout)
@@ -239,11 +229,9 @@ def create_app(settings: Settings | None = None, db_url: str | None = None) -> F
                 async with app_pool.connection() as conn:
                     principal = await principal_for_token_async(conn, secret)
             except psycopg.OperationalError as e:  # outside the routes' exception handlers
-                return database_unavailable(request, e)
+                return database_unavailable(e)
             except AuthError as e:
-                return JSONResponse(status_code=401, content={
-                    "code": "Unauthorized", "description": str(e)},
-                    headers={"WWW-Authenticate": "Bearer"})
+                return refusal(e)
         request.state.principal_token_id = principal.token_id  # for the access log
         token = current_principal.set(principal)
         try:
@@ -262,20 +250,16 @@ def create_app(settings: Settings | None = None, db_url: str | None = None) -> F
         from .ogc.provider import TemporalProvider
 
         if current_principal.get().token_id is None:  # as every write: 401 before anything
-            return JSONResponse(status_code=401, content={
-                "code": "Unauthorized", "description": "writing needs a token with a write grant"},
-                headers={"WWW-Authenticate": "Bearer"})
+            return problem(401, "writing needs a token with a write grant")
         if collection_id not in catalog.collections():
-            return JSONResponse(status_code=404, content={"code": "NotFound",
-                                                          "description": "no such collection"})
+            return problem(404, "no such collection")
         body = await request.body()
         try:
             provider = TemporalProvider({"name": "gisplatform", "type": "feature",
                                          "data": collection_id})
             await run_in_threadpool(provider.patch, item_id, body)
         except ProviderGenericError as e:
-            return JSONResponse(status_code=int(e.http_status_code),
-                                content={"code": e.ogc_exception_code, "description": e.message})
+            return problem(int(e.http_status_code), e.message, e.ogc_exception_code)
         return Response(status_code=204)
 
     from layers.fushun import CITY_BBOX
@@ -343,7 +327,7 @@ def create_app(settings: Settings | None = None, db_url: str | None = None) -> F
     # titiler over the registered COGs only, by name (tiles/raster_routes.py)
     from tiles.raster_routes import raster_app
     rasters = raster_app(lambda: app.state.pool, settings.data_dir)
-    rasters.add_exception_handler(psycopg.OperationalError, database_unavailable)  # own app
+    # titiler's own app: raster_app installs the same error model on it
     app.mount("/raster", rasters)
 
     metrics = app.state.metrics = Metrics()

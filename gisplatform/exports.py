@@ -37,11 +37,13 @@ from psycopg import sql
 from gisplatform.crs import CRSError, resolve_crs
 from gisplatform.security import (
     EXPORT_ACTION,
+    AccessDenied,
+    AuthError,
     Principal,
-    access,
     audit,
     mask_sql,
     personal_masks,
+    require,
 )
 from gisplatform.temporal import (
     SCHEMA,
@@ -154,13 +156,10 @@ def make_request(layers: Mapping[str, object], layer: str, fmt: str, datetime: s
 
 def check_access(layer, principal: Principal):
     """The principal's Access on the layer; ExportRefused if it may not read it."""
-    acc = access(principal, layer.spec.name, layer.sharing)
-    if not acc.read:
-        if principal.anonymous:
-            raise ExportRefused(f"{layer.spec.name} is shared on condition: it needs a token "
-                                "with a read grant on it", 401)
-        raise ExportRefused(f"your token has no grant on {layer.spec.name}", 403)
-    return acc
+    try:
+        return require(principal, layer.spec.name, layer.sharing)
+    except (AuthError, AccessDenied) as e:
+        raise ExportRefused(str(e), e.status) from None
 
 
 # ------------------------------------------------------------------------------ the query

@@ -23,6 +23,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 
 from gisplatform.api.responses import Tileset3D, Tilesets3D, errors, media_types
+from gisplatform.errors import problem
 from gisplatform.temporal import TemporalError, parse_request_instant
 
 from .registry import (
@@ -42,10 +43,6 @@ MEDIA = {".json": "application/json", ".glb": "model/gltf-binary", ".gltf": "mod
 CORS = {"Access-Control-Allow-Origin": "*"}
 IMMUTABLE = "public, max-age=31536000, immutable"
 
-
-def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"code": code, "description": message},
-                        headers=CORS)
 
 
 def _etag(path: Path) -> str:
@@ -88,10 +85,10 @@ def threed_router(connect: Callable[[], psycopg.Connection], data_dir: Path,
                                                                "(buildings: extras.datetime_epoch)")):
         t = lookup(name)
         if t is None:
-            return _error(404, "NotFound", f"no tileset {name!r}; see /3d/")
+            return problem(404, f"no tileset {name!r}; see /3d/", headers=CORS)
         path = file_in(data_dir, t, "tileset.json")
         if path is None:
-            return _error(404, "NotFound", f"tileset {name!r} has no tileset.json")
+            return problem(404, f"tileset {name!r} has no tileset.json", headers=CORS)
         headers = {**CORS, "Cache-Control": "public, no-cache"}
         if datetime_ is None:
             etag = _etag(path)
@@ -102,7 +99,7 @@ def threed_router(connect: Callable[[], psycopg.Connection], data_dir: Path,
         try:
             at = parse_request_instant(datetime_)
         except TemporalError as e:
-            return _error(400, "InvalidParameterValue", f"datetime: {e}")
+            return problem(400, f"datetime: {e}", headers=CORS)
         doc = json.loads(path.read_text())
         doc.setdefault("extras", {})["datetime_epoch"] = at.timestamp()
         doc["extras"]["datetime"] = at.isoformat()
@@ -114,7 +111,7 @@ def threed_router(connect: Callable[[], psycopg.Connection], data_dir: Path,
         t = lookup(name)
         path = file_in(data_dir, t, relative) if t is not None else None
         if path is None:
-            return _error(404, "NotFound", f"no {relative!r} in tileset {name!r}")
+            return problem(404, f"no {relative!r} in tileset {name!r}", headers=CORS)
         etag = _etag(path)
         headers = {**CORS, "ETag": etag, "Cache-Control": IMMUTABLE}
         if request.headers.get("if-none-match") == etag:

@@ -59,6 +59,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from gisplatform.api.responses import TerrainLayer, errors
+from gisplatform.errors import problem
 from gisplatform.temporal import TemporalError, parse_request_instant
 from tiles.raster import Raster, RasterError, file_in, list_rasters, raster_dir
 
@@ -398,10 +399,6 @@ def build_tile(path: Path | None, dem_bounds, z: int, x: int, y: int,
 
 # ----------------------------------------------------------------------------- HTTP
 
-def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"code": code, "description": message},
-                        headers=CORS)
-
 
 def _not_modified(request: Request, etag: str) -> bool:
     given = request.headers.get("if-none-match")
@@ -471,11 +468,11 @@ def terrain_router(connect: Callable[[], object], data_dir: Path, public_url: st
         try:
             at = parse_at(datetime_)
         except TemporalError as e:
-            return _error(400, "InvalidParameterValue", f"datetime: {e}")
+            return problem(400, f"datetime: {e}", headers=CORS)
         registered = dems()
         raster = _latest(registered, at)
         if raster is None:
-            return _error(404, "NotFound", no_dem(at))
+            return problem(404, no_dem(at), headers=CORS)
         prune({version_of(r) for r in registered})
         body = json.dumps(layer_json(raster, public_url), separators=(",", ":")).encode()
         etag = f'"{hashlib.sha256(body).hexdigest()[:32]}"'
@@ -493,31 +490,31 @@ def terrain_router(connect: Callable[[], object], data_dir: Path, public_url: st
              datetime_: str | None = Query(None, alias="datetime",
                                            description="without v: the latest DEM ≤ this")):
         if not (INT_RE.match(z) and INT_RE.match(x) and INT_RE.match(y)):
-            return _error(404, "NotFound", "a terrain tile is /3d/terrain/{z}/{x}/{y}.terrain "
-                                           "with non-negative integers")
+            return problem(404, "a terrain tile is /3d/terrain/{z}/{x}/{y}.terrain "
+                           "with non-negative integers", headers=CORS)
         zi, xi, yi = int(z), int(x), int(y)
         if zi > MAX_ZOOM or not tile_exists(zi, xi, yi):
-            return _error(404, "NotFound", f"no tile {z}/{x}/{y} in the geographic tiling "
-                                           "scheme (2 tiles at z0, TMS rows from the south)")
+            return problem(404, f"no tile {z}/{x}/{y} in the geographic tiling "
+                           "scheme (2 tiles at z0, TMS rows from the south)", headers=CORS)
         if v is not None:
             if not VERSION_RE.match(v):
-                return _error(404, "NotFound", f"terrain version {v!r} is malformed")
+                return problem(404, f"terrain version {v!r} is malformed", headers=CORS)
             raster = next((r for r in dems() if version_of(r) == v), None)
             if raster is None:
-                return _error(404, "NotFound", f"terrain version {v!r} is not registered "
-                                               "(the DEM was replaced or removed); reload "
-                                               "layer.json")
+                return problem(404, f"terrain version {v!r} is not registered "
+                               "(the DEM was replaced or removed); reload "
+                               "layer.json", headers=CORS)
         else:
             try:
                 at = parse_at(datetime_)
             except TemporalError as e:
-                return _error(400, "InvalidParameterValue", f"datetime: {e}")
+                return problem(400, f"datetime: {e}", headers=CORS)
             raster = _latest(dems(), at)
             if raster is None:
-                return _error(404, "NotFound", no_dem(at))
+                return problem(404, no_dem(at), headers=CORS)
         if zi > maxzoom_for(raster):
-            return _error(404, "NotFound", f"terrain goes to z{maxzoom_for(raster)} (see "
-                                           "layer.json); Cesium upsamples beyond")
+            return problem(404, f"terrain goes to z{maxzoom_for(raster)} (see "
+                           "layer.json); Cesium upsamples beyond", headers=CORS)
         version = version_of(raster)
         normals = "octvertexnormals" in request.headers.get("accept", "")
         suffix = "-n" if normals else ""
@@ -541,10 +538,10 @@ def terrain_router(connect: Callable[[], object], data_dir: Path, public_url: st
                 try:
                     path = file_in(raster_dir(data_dir), raster.path)
                 except RasterError:
-                    return _error(404, "NotFound", f"DEM {raster.name!r} has no usable file")
+                    return problem(404, f"DEM {raster.name!r} has no usable file", headers=CORS)
                 if not path.is_file():
-                    return _error(500, "ServerError", f"DEM {raster.name!r} is registered "
-                                                      "but its file is missing")
+                    return problem(500, f"DEM {raster.name!r} is registered "
+                                   "but its file is missing", headers=CORS)
             packed = gzip.compress(build_tile(path, raster.bounds, zi, xi, yi, normals),
                                    compresslevel=6, mtime=0)
             _write_atomic(cached, packed)
@@ -562,7 +559,7 @@ def terrain_router(connect: Callable[[], object], data_dir: Path, public_url: st
             return JSONResponse({"layer": f"{public_url}/3d/terrain/layer.json",
                                  "tiles": f"{public_url}/3d/terrain/{{z}}/{{x}}/{{y}}.terrain",
                                  "format": "quantized-mesh-1.0"}, headers=CORS)
-        return _error(404, "NotFound", f"no /3d/terrain/{rest}; the terrain is "
-                                       "/3d/terrain/layer.json and its tiles")
+        return problem(404, f"no /3d/terrain/{rest}; the terrain is "
+                       "/3d/terrain/layer.json and its tiles", headers=CORS)
 
     return router

@@ -240,7 +240,7 @@ def test_tile_inside_and_outside(series):
         colours[2019], abs=6)
     # outside the raster: titiler's TileOutsideBounds, a 404
     r = client.get(f"/raster/city-2019/tiles/WebMercatorQuad/{tile_at(124.9, 42.3, 16)}.png")
-    assert r.status_code == 404 and "outside bounds" in r.json()["detail"]
+    assert r.status_code == 404 and "outside bounds" in r.json()["description"]
 
 
 @pytest.mark.parametrize("when, name", [
@@ -268,9 +268,9 @@ def test_ortho_series_errors(series):
     client, _, _ = series
     path = f"/raster/ortho/{tile_at(X + 0.003, Y - 0.002, 16)}.png"
     r = client.get(path, params={"datetime": "2017-12-31T00:00:00+08:00"})
-    assert r.status_code == 404 and "no ortho raster" in r.json()["detail"]
+    assert r.status_code == 404 and "no ortho raster" in r.json()["description"]
     r = client.get(path, params={"datetime": "2019-07-01T00:00:00"})
-    assert r.status_code == 400 and "time zone" in r.json()["detail"]
+    assert r.status_code == 400 and "time zone" in r.json()["description"]
     tj = client.get("/raster/ortho/tilejson.json", params={"datetime": "2019-12-01"}).json()
     assert tj["name"] == "city-2019" and tj["tiles"] == [
         "http://testserver/raster/ortho/{z}/{x}/{y}.png?datetime=2019-12-01T00:00:00%2B08:00"]
@@ -292,7 +292,7 @@ def test_hillshade(series):
     assert r.status_code == 200 and decode(r.content).shape[1:] == (256, 256)
     r = client.get(f"/raster/city-2019/tiles/WebMercatorQuad/{where}.png",
                    params={"algorithm": "hillshade"})
-    assert r.status_code == 400 and "DEM" in r.json()["detail"]
+    assert r.status_code == 400 and "DEM" in r.json()["description"]
     assert client.get(f"/raster/dem/hillshade/{where}.png",
                       params={"datetime": "2017-01-01T00:00:00+08:00"}).status_code == 404
 

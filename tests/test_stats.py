@@ -18,13 +18,12 @@ from shapely.geometry import MultiPolygon, Point, box
 from gisplatform.api import stats as stats_module
 from gisplatform.api.stats import (
     StatsError,
-    StatsForbidden,
     check_access,
     compute,
     make_query,
     month_starts,
 )
-from gisplatform.security import ANONYMOUS, Principal
+from gisplatform.security import ANONYMOUS, AccessDenied, AuthError, Principal
 from gisplatform.temporal import Feature, TemporalStore, contains_sql
 from layers import LAYERS
 
@@ -309,11 +308,11 @@ def test_access_rule():
     need a read grant; a layer the platform does not know is refused."""
     check_access("cameras", {"cameras": "conditional"}, ANONYMOUS)
     check_access("population", {"persons": "conditional"}, ANONYMOUS)
-    with pytest.raises(StatsForbidden):
+    with pytest.raises(AuthError):  # 401: no token
         check_access("cameras", {"cameras": "not_shared"}, ANONYMOUS)
     granted = Principal(token_id=1, grants={"cameras": frozenset({"read"})})
     check_access("cameras", {"cameras": "not_shared"}, granted)
-    with pytest.raises(StatsForbidden):
+    with pytest.raises(AccessDenied):  # 403: fail closed
         check_access("cameras", {}, granted)
     with pytest.raises(StatsError):
         make_query("population", "2018-01", "2017-12")

@@ -22,7 +22,7 @@ from typing import Annotated
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi import Path as PathParam
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from gisplatform.temporal import TemporalError, parse_request_instant
@@ -64,14 +64,18 @@ def raster_app(pool: Callable[[], object], data_dir: Path) -> FastAPI:
     """The /raster sub-application. POOL returns the platform's async connection pool
     (opened by the main app's lifespan); DATA_DIR holds `rasters/`."""
     from titiler.core.algorithm import Algorithms, default_algorithms
-    from titiler.core.errors import DEFAULT_STATUS_CODES, add_exception_handlers
+    from titiler.core.errors import DEFAULT_STATUS_CODES
     from titiler.core.factory import TilerFactory
+
+    from gisplatform.errors import install as install_error_handlers
+    from gisplatform.errors import problem
 
     root = raster_dir(data_dir)
     app = FastAPI(title="gisplatform raster", description=(
         "titiler over the registered COGs (orthophotos per year, DEMs). Datasets are "
         "addressed by registered name only; see `/raster/` for the list."))
-    add_exception_handlers(app, {k: v for k, v in DEFAULT_STATUS_CODES.items()
+    # titiler's exceptions by class, in the platform's one error shape (gisplatform/errors.py)
+    install_error_handlers(app, {k: v for k, v in DEFAULT_STATUS_CODES.items()
                                  if k is not Exception})
     app.add_middleware(_LinksUnderMount)
 
@@ -79,9 +83,8 @@ def raster_app(pool: Callable[[], object], data_dir: Path) -> FastAPI:
     async def refuse_locations(request: Request, call_next):
         for key in request.query_params:
             if key.lower() in REFUSED_PARAMS:
-                return JSONResponse(status_code=400, content={"detail": (
-                    f"{key}= is not accepted: this server serves registered rasters by name "
-                    "only (see /raster/)")})
+                return problem(400, f"{key}= is not accepted: this server serves registered "
+                                    "rasters by name only (see /raster/)")
         response = await call_next(request)
         if response.status_code == 200 and response.headers.get(
                 "content-type", "").startswith("image/"):

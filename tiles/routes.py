@@ -15,7 +15,16 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from gisplatform.api.responses import Style, TileJSON, TileLayers, errors
-from gisplatform.security import ANONYMOUS, access, current_principal
+from gisplatform.errors import problem, refusal
+from gisplatform.security import (
+    ANONYMOUS,
+    AccessDenied,
+    AuthError,
+    access,
+    current_principal,
+    presented_secret,
+    require,
+)
 from gisplatform.temporal import TemporalError, parse_request_instant
 
 from .cache import Tile, when_key
@@ -32,13 +41,6 @@ DATETIME_DOC = ("Instant (ISO 8601 with zone, e.g. 2020-06-01T00:00:00+08:00; a 
 KNOWN_AT_DOC = "Instant: the records as they stood then (bitemporal); default: as known now."
 
 
-def _error(status: int, code: str, message: str) -> JSONResponse:
-    headers = dict(CORS)
-    if status == 401:
-        headers["WWW-Authenticate"] = "Bearer"
-    return JSONResponse(status_code=status, content={"code": code, "description": message},
-                        headers=headers)
-
 
 def _instant(name: str, value: str | None) -> datetime | None:
     if value is None or value == "":
@@ -52,13 +54,11 @@ def _instant(name: str, value: str | None) -> datetime | None:
 
 
 def _denied(src: TileSource) -> JSONResponse | None:
-    principal = current_principal.get()
-    if access(principal, src.name, src.sharing).read:
-        return None
-    if principal is ANONYMOUS or principal.anonymous:
-        return _error(401, "Unauthorized", f"{src.name} is shared on condition: sign in with "
-                                           "a token granted this layer")
-    return _error(403, "Forbidden", f"your token has no grant on {src.name}")
+    try:
+        require(current_principal.get(), src.name, src.sharing)
+    except (AuthError, AccessDenied) as e:
+        return refusal(e, headers=CORS)
+    return None
 
 
 def tile_router(service: TileService, public_url: str, bounds: tuple[float, ...],
@@ -91,7 +91,7 @@ def tile_router(service: TileService, public_url: str, bounds: tuple[float, ...]
         """A Mapbox Vector Tile (WebMercatorQuad) of the layer at an instant."""
         src = sources.get(layer)
         if src is None:
-            return _error(404, "NotFound", f"no tile layer {layer!r}; see /tiles/")
+            return problem(404, f"no tile layer {layer!r}; see /tiles/", headers=CORS)
         if (denied := _denied(src)) is not None:
             return denied
         try:
@@ -99,7 +99,7 @@ def tile_router(service: TileService, public_url: str, bounds: tuple[float, ...]
             known = _instant("known_at", known_at)
             tile, hit = await service.tile(layer, z, x, y, at, known)
         except TileRequestError as e:
-            return _error(400, "InvalidParameterValue", str(e))
+            return problem(400, str(e), headers=CORS)
         status, headers = tile_response(src, tile, hit, at, known,
                                         request.headers.get("if-none-match"))
         return Response(tile.data if status == 200 else None, status_code=status, headers=headers)
@@ -116,7 +116,7 @@ def tile_router(service: TileService, public_url: str, bounds: tuple[float, ...]
         """OGC API Tiles: the same tile as /tiles/{layer}/{z}/{col}/{row}.mvt."""
         layer = (ogc_tiles or {}).get(collection)
         if layer is None:
-            return _error(404, "NotFound", f"collection {collection!r} has no vector tiles")
+            return problem(404, f"collection {collection!r} has no vector tiles", headers=CORS)
         return await get_tile(request, layer, z, col, row, datetime_, known_at)
 
     @router.get("/tiles/style.json", responses={200: {"model": Style}})
@@ -131,7 +131,7 @@ def tile_router(service: TileService, public_url: str, bounds: tuple[float, ...]
         """TileJSON 3.0 for one layer (carries datetime/known_at/token into the URLs)."""
         src = sources.get(layer)
         if src is None:
-            return _error(404, "NotFound", f"no tile layer {layer!r}; see /tiles/")
+            return problem(404, f"no tile layer {layer!r}; see /tiles/", headers=CORS)
         if (denied := _denied(src)) is not None:
             return denied
         w, s, e, n = bounds
@@ -271,16 +271,15 @@ class CachedTileFastPath:
         if len(parts) != 4:
             return None
         src = self.service.sources.get(parts[0])
-        if src is None or src.sharing != "unconditional":
+        if src is None or not access(ANONYMOUS, src.name, src.sharing).read:
             return None
         headers = dict(scope["headers"])
-        if b"authorization" in headers:
-            return None
         try:
             z, x, y = int(parts[1]), int(parts[2]), int(parts[3])
             params = dict(parse_qsl(scope["query_string"].decode(), keep_blank_values=True))
-            if "token" in params:
-                return None
+            auth = headers.get(b"authorization")
+            if presented_secret(auth.decode("latin-1") if auth else None, params.get("token")):
+                return None  # a token: the auth middleware checks it (revoked → 401)
             at = _instant("datetime", params.get("datetime"))
             known = _instant("known_at", params.get("known_at"))
         except (ValueError, UnicodeDecodeError):

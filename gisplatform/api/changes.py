@@ -53,20 +53,19 @@ from urllib.parse import urlencode
 
 import psycopg
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from psycopg import sql
 from starlette.concurrency import run_in_threadpool
 
+from gisplatform.errors import problem
 from gisplatform.security import (
     READ_PERSONAL_ACTION,
     Access,
-    AccessDenied,
-    AuthError,
     Principal,
-    access,
     audit,
     current_principal,
     mask_sql,
+    require,
 )
 from gisplatform.temporal import SCHEMA, LayerSpec
 
@@ -142,12 +141,7 @@ def decode_cursor(text: str | None) -> tuple[int, int]:
 # -------------------------------------------------------------------------- access
 
 def check_access(principal: Principal, layer: FeedLayer) -> Access:
-    acc = access(principal, layer.name, layer.sharing)
-    if not acc.read:
-        if principal.anonymous:
-            raise AuthError(f"{layer.name} needs a token with a read grant")
-        raise AccessDenied(f"your token has no grant on {layer.name}")
-    return acc
+    return require(principal, layer.name, layer.sharing)  # AuthError 401 / AccessDenied 403
 
 
 # -------------------------------------------------------------------------- reading
@@ -275,11 +269,6 @@ def prune(conn: psycopg.Connection, older_than: timedelta) -> int:
 
 # --------------------------------------------------------------------------- HTTP
 
-def _problem(status: int, code: str, description: str, **headers) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"code": code, "description": description},
-                        headers=headers or None)
-
-
 def changes_router(layers: Mapping[str, FeedLayer],
                    connect: Callable[[], object], public_url: str) -> APIRouter:
     """`layers`: collection id (a layer and its -history collection) -> its feed layer."""
@@ -299,14 +288,13 @@ def changes_router(layers: Mapping[str, FeedLayer],
         """The versions of a layer opened or closed since a cursor, in commit-safe
         transaction order; every change exactly once across pages."""
         if not layer or layer not in layers:
-            return _problem(400, "InvalidParameterValue",
-                            f"layer: one of {', '.join(sorted(layers))}")
+            return problem(400, f"layer: one of {', '.join(sorted(layers))}")
         try:
             n = DEFAULT_LIMIT if limit is None else int(limit)
         except ValueError:
             n = -1
         if not 1 <= n <= MAX_LIMIT:
-            return _problem(400, "InvalidParameterValue", f"limit: an integer 1..{MAX_LIMIT}")
+            return problem(400, f"limit: an integer 1..{MAX_LIMIT}")
         principal = current_principal.get()
         feed = layers[layer]
 
@@ -314,15 +302,11 @@ def changes_router(layers: Mapping[str, FeedLayer],
             with connect() as conn:
                 return read_page(conn, feed, principal, since, n, client=_client(request))
         try:
-            page = await run_in_threadpool(run)
-        except AuthError as e:
-            return _problem(401, "Unauthorized", str(e), **{"WWW-Authenticate": "Bearer"})
-        except AccessDenied as e:
-            return _problem(403, "Forbidden", str(e))
+            page = await run_in_threadpool(run)  # a refusal is answered by gisplatform.errors
         except CursorError as e:
-            return _problem(400, "InvalidParameterValue", str(e))
+            return problem(400, str(e))
         except CursorGone as e:
-            return _problem(410, "Gone", str(e))
+            return problem(410, str(e))
         href = f"{public_url}/api/changes?" + urlencode(
             {"layer": layer, "since": page.next, "limit": n})
         head = {"layer": feed.name, "since": since, "next": page.next, "more": page.more,

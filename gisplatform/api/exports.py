@@ -37,6 +37,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from gisplatform.errors import problem
 from gisplatform.exports import (
     FORMATS,
     MEDIA_TYPES,
@@ -65,11 +66,6 @@ BODY = {"requestBody": {"required": True, "content": {"application/json": {"sche
 
 class Cancelled(Exception):
     """The app is stopping: the running export gives up (its temporary file is removed)."""
-
-
-def _problem(status: int, code: str, description: str, headers: dict | None = None):
-    return JSONResponse(status_code=status, content={"code": code, "description": description},
-                        headers=headers)
 
 
 def _now() -> dt.datetime:
@@ -246,32 +242,30 @@ def exports_router(layers: dict, url: str, settings) -> APIRouter:
         """Start an export job with the caller's grants (masking and audit as for any read)."""
         principal = current_principal.get()
         if principal.anonymous:
-            return _problem(401, "Unauthorized", "exports need a token (Authorization: Bearer "
-                            "…): a job belongs to the token that asked for it",
-                            {"WWW-Authenticate": "Bearer"})
+            return problem(401, "exports need a token (Authorization: Bearer …): a job "
+                                "belongs to the token that asked for it")
         try:
             body = json.loads(await request.body() or b"null")
         except ValueError:
             body = None
         if not isinstance(body, dict):
-            return _problem(400, "InvalidParameterValue", "the body must be a JSON object "
-                            "{layer, format, datetime?, known_at?, crs?, history?}")
+            return problem(400, "the body must be a JSON object "
+                                "{layer, format, datetime?, known_at?, crs?, history?}")
         unknown = set(body) - {"layer", "format", "datetime", "known_at", "crs", "history"}
         if unknown:
-            return _problem(400, "InvalidParameterValue", f"unknown fields {sorted(unknown)}")
+            return problem(400, f"unknown fields {sorted(unknown)}")
         if not all(isinstance(body.get(k), (str, type(None)))
                    for k in ("layer", "format", "datetime", "known_at", "crs")) \
                 or not isinstance(body.get("history", False), bool):
-            return _problem(400, "InvalidParameterValue", "layer, format, datetime, known_at "
-                            "and crs are strings; history is a boolean")
+            return problem(400, "layer, format, datetime, known_at and crs are strings; "
+                                "history is a boolean")
         try:
             req = make_request(layers, body.get("layer"), body.get("format"),
                                body.get("datetime"), body.get("known_at"), body.get("crs"),
                                body.get("history", False))
             check_access(layers[req.layer], principal)
         except ExportError as e:
-            code = {401: "Unauthorized", 403: "Forbidden"}.get(e.status, "InvalidParameterValue")
-            return _problem(e.status, code, str(e))
+            return problem(e.status, str(e))
         client = request.client.host if request.client else None
         job = await run_in_threadpool(jobs.submit, principal, req, client)
         return JSONResponse(status_code=202, content=view(job, base),
@@ -283,7 +277,7 @@ def exports_router(layers: dict, url: str, settings) -> APIRouter:
         """A job's status and progress (its owner's token only)."""
         job = await run_in_threadpool(jobs.get, job_id, current_principal.get())
         if job is None:
-            return _problem(404, "NotFound", "no such export job for this token")
+            return problem(404, "no such export job for this token")
         return view(job, base)
 
     @router.get("/{job_id}/file", response_class=FileResponse, responses={
@@ -294,10 +288,10 @@ def exports_router(layers: dict, url: str, settings) -> APIRouter:
         """The exported file, once the job is done (its owner's token only)."""
         job = await run_in_threadpool(jobs.get, job_id, current_principal.get())
         if job is None:
-            return _problem(404, "NotFound", "no such export job for this token")
+            return problem(404, "no such export job for this token")
         if job["status"] != "done":
             why = f": {job['error']}" if job.get("error") else ""
-            return _problem(409, "Conflict", f"the export is {job['status']}{why}")
+            return problem(409, f"the export is {job['status']}{why}")
         path = jobs.dir / job["id"] / job["file"]
         stamp = dt.datetime.fromisoformat(job["datetime"]).astimezone(dt.UTC).strftime(
             "%Y%m%dT%H%M%SZ")

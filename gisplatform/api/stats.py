@@ -48,11 +48,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from psycopg import sql
 from starlette.concurrency import run_in_threadpool
 
-from gisplatform.security import NOT_SHARED, access, current_principal
+from gisplatform.errors import problem
+from gisplatform.security import NOT_SHARED, current_principal, require
 from gisplatform.temporal import TemporalError, contains_sql, parse_request_instant
 
 from .responses import errors
@@ -70,10 +71,6 @@ _MICROSECOND = timedelta(microseconds=1)
 
 class StatsError(ValueError):
     """A bad request parameter: HTTP 400 with this message."""
-
-
-class StatsForbidden(Exception):
-    """The caller may not see this topic's layer: HTTP 401 (anonymous) / 403."""
 
 
 @dataclass(frozen=True)
@@ -679,9 +676,8 @@ def check_access(topic: str, sharing: Mapping[str, str], principal=None) -> None
     not shared needs a read grant. Unknown layers are refused (fail closed)."""
     t = TOPICS[topic]
     cls = sharing.get(t.layer)
-    principal = principal or current_principal.get()
-    if cls is None or (cls == NOT_SHARED and not access(principal, t.layer, cls).read):
-        raise StatsForbidden(f"{topic}: needs a token with a read grant on {t.layer}")
+    if cls is None or cls == NOT_SHARED:  # AuthError (401) / AccessDenied (403)
+        require(principal or current_principal.get(), t.layer, cls or "unregistered")
 
 
 def compute(conn, q: Query) -> dict:
@@ -747,10 +743,6 @@ def to_csv(result: dict) -> str:
 
 # --- HTTP ---------------------------------------------------------------------------
 
-def _problem(status: int, code: str, description: str) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"code": code, "description": description})
-
-
 def stats_router(sharing: Mapping[str, str], connect) -> APIRouter:
     """`sharing`: layer name -> sharing class (the composition root knows the layers);
     `connect()`: a pooled connection context manager."""
@@ -776,7 +768,7 @@ def stats_router(sharing: Mapping[str, str], connect) -> APIRouter:
         params = request.query_params
         unknown = set(params) - {"from", "to", "area", "by", "known_at", "f", "token"}
         if topic not in TOPICS:
-            return _problem(404, "NotFound", f"unknown topic {topic!r}; topics: {', '.join(TOPICS)}")
+            return problem(404, f"unknown topic {topic!r}; topics: {', '.join(TOPICS)}")
         fmt = params.get("f")
         if fmt is None:
             fmt = "csv" if "text/csv" in request.headers.get("accept", "") else "json"
@@ -787,13 +779,9 @@ def stats_router(sharing: Mapping[str, str], connect) -> APIRouter:
                 raise StatsError(f"f: json or csv, got {fmt!r}")
             q = make_query(topic, params.get("from"), params.get("to"), params.get("area"),
                            params.get("by"), params.get("known_at"))
-            check_access(topic, sharing)
+            check_access(topic, sharing)  # a refusal is answered by gisplatform.errors
         except StatsError as e:
-            return _problem(400, "InvalidParameterValue", str(e))
-        except StatsForbidden as e:
-            principal = current_principal.get()
-            return _problem(401 if principal.anonymous else 403,
-                            "Unauthorized" if principal.anonymous else "Forbidden", str(e))
+            return problem(400, str(e))
 
         def run():
             with connect() as conn:
@@ -801,7 +789,7 @@ def stats_router(sharing: Mapping[str, str], connect) -> APIRouter:
         try:
             result = await run_in_threadpool(run)
         except StatsError as e:
-            return _problem(400, "InvalidParameterValue", str(e))
+            return problem(400, str(e))
         if fmt == "csv":
             name = f"stats-{topic}-{result['from']}-{result['to']}.csv"
             return Response(to_csv(result), media_type="text/csv; charset=utf-8",

@@ -35,6 +35,7 @@ def provider_errors_answered(api_function):
     so does the security kernel's refusal (a process's `authorize`): 401 / 403."""
     from pygeoapi.provider.base import ProviderGenericError
 
+    from gisplatform.errors import CODES
     from gisplatform.security import AccessDenied, AuthError
 
     def call(api, request, *args):
@@ -43,13 +44,8 @@ def provider_errors_answered(api_function):
         except ProviderGenericError as e:
             return refuse(api, request, int(e.http_status_code), e.ogc_exception_code,
                            e.message)
-        except (AuthError, AccessDenied) as e:
-            headers, status, content = refuse(
-                api, request, e.status, "Unauthorized" if e.status == 401 else "Forbidden",
-                str(e))
-            if e.status == 401:
-                headers["WWW-Authenticate"] = "Bearer"
-            return headers, status, content
+        except (AuthError, AccessDenied) as e:  # WWW-Authenticate: added by mount.execute
+            return refuse(api, request, e.status, CODES[e.status], str(e))
     return call
 
 

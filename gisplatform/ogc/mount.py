@@ -57,6 +57,8 @@ def _carry_context(module) -> None:
             # pygeoapi sets the tile media type before it knows the answer is an error,
             # whose body is JSON (found by schemathesis)
             headers["Content-Type"] = "application/json"
+        if status == 401:  # as every 401 of the platform (gisplatform/errors.py)
+            headers["WWW-Authenticate"] = "Bearer"
         return module._to_response(headers, status, content)
 
     execute._gisplatform = True

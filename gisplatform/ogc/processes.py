@@ -14,7 +14,7 @@ import json
 from psycopg import sql
 from pygeoapi.process.base import BaseProcessor, ProcessorExecuteError
 
-from gisplatform.security import AccessDenied, AuthError, current_principal, require
+from gisplatform.security import current_principal, require
 
 from . import catalog
 from .provider import parse_datetime, pool
@@ -237,20 +237,15 @@ class StatsTimeseries(BaseProcessor):
             {"topic": "population", "from": "2024-01", "to": "2024-12", "area": "210402"}))
 
     def authorize(self, inputs: dict) -> None:
-        from gisplatform.api.stats import TOPICS, StatsForbidden, check_access
+        from gisplatform.api.stats import TOPICS, check_access
 
         if inputs.get("topic") in TOPICS:  # an unknown one is the 400 of execute
-            try:
-                check_access(inputs["topic"],
-                             {c.layer: c.sharing for c in catalog.collections().values()})
-            except StatsForbidden as e:
-                raise (AuthError if current_principal.get().anonymous else AccessDenied)(
-                    str(e)) from None
+            check_access(inputs["topic"],
+                         {c.layer: c.sharing for c in catalog.collections().values()})
 
     def execute(self, data, outputs=None):
         from gisplatform.api.stats import (
             StatsError,
-            StatsForbidden,
             check_access,
             compute,
             make_query,
@@ -266,7 +261,7 @@ class StatsTimeseries(BaseProcessor):
             check_access(q.topic, {c.layer: c.sharing for c in catalog.collections().values()})
             with pool().connection() as conn:
                 return "application/json", compute(conn, q)
-        except (StatsError, StatsForbidden) as e:
+        except StatsError as e:
             raise ProcessorExecuteError(user_msg=str(e)) from None
 
 

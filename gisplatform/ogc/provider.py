@@ -32,7 +32,11 @@ from gisplatform.config import get_settings
 from gisplatform.crs import CRSError, resolve_crs
 from gisplatform.db.pool import make_sync_pool
 from gisplatform.security import (
+    READ,
     READ_PERSONAL_ACTION,
+    WRITE,
+    AccessDenied,
+    AuthError,
     MaskedFieldInput,
     access,
     audit,
@@ -40,6 +44,7 @@ from gisplatform.security import (
     current_principal,
     mask_sql,
     masked_fields,
+    require,
 )
 from gisplatform.temporal import (
     SCHEMA,
@@ -226,16 +231,22 @@ class TemporalProvider(BaseProvider):
 
     # ------------------------------------------------------------ access
 
-    def _access(self):
+    def _require(self, need: str):
+        """security.require, its refusal as pygeoapi's errors (401 / 403)."""
         principal = current_principal.get()
-        acc = access(principal, self.collection.layer, self.collection.sharing)
-        if self.kind == catalog.AGGREGATE:
-            return principal, acc  # public aggregate by design
-        if not acc.read:
-            if principal.token_id is None:
-                raise Unauthorized(user_msg=f"{self.collection.id} needs a token with a read grant")
-            raise Forbidden(user_msg=f"your token has no grant on {self.collection.layer}")
-        return principal, acc
+        try:
+            return principal, require(principal, self.collection.layer, self.collection.sharing,
+                                      need)
+        except AuthError as e:
+            raise Unauthorized(user_msg=str(e)) from None
+        except AccessDenied as e:
+            raise Forbidden(user_msg=str(e)) from None
+
+    def _access(self):
+        if self.kind == catalog.AGGREGATE:  # public aggregate by design
+            principal = current_principal.get()
+            return principal, access(principal, self.collection.layer, self.collection.sharing)
+        return self._require(READ)
 
     # ------------------------------------------------------------- query
 
@@ -457,15 +468,9 @@ class TemporalProvider(BaseProvider):
         return self._writer()
 
     def _writer(self):
-        principal = current_principal.get()
-        acc = access(principal, self.collection.layer, self.collection.sharing)
         if self.collection.prepare is None:
             raise Forbidden(user_msg=f"{self.collection.id} is read-only")
-        if not acc.write:
-            if principal.token_id is None:
-                raise Unauthorized(user_msg="writing needs a token with a write grant")
-            raise Forbidden(user_msg=f"your token has no write grant on {self.collection.layer}")
-        return principal
+        return self._require(WRITE)[0]
 
     def _feature_in(self, data):
         """A GeoJSON Feature body -> (fid, Feature). `valid_from` in the properties says

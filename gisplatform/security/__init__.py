@@ -23,6 +23,7 @@ from .audit import EXPORT_ACTION, READ_PERSONAL_ACTION, WRITE_ACTION, audit
 from .masking import (
     MASK_KINDS,
     MASK_SQL,
+    SMALL_COUNT,
     check_mask_kind,
     mask_date,
     mask_name,
@@ -62,6 +63,7 @@ from .tokens import (
     list_departments,
     list_tokens,
     parse_grant,
+    presented_secret,
     principal_for_token,
     principal_for_token_async,
     revoke_token,
@@ -74,7 +76,7 @@ __all__ = [
     "WRITE_ACTION", "access", "audit", "check_inputs", "check_mask_kind", "create_analyst_user", "create_token",
     "current_principal", "hash_secret", "list_departments", "list_tokens", "mask_date",
     "mask_name", "mask_phone", "mask_resident_id", "mask_row", "mask_sql", "mask_value",
-    "masked_fields", "parse_grant", "PseudonymKeyMissing", "pseudonym", "read_pseudonym_key",
-    "require",
+    "masked_fields", "parse_grant", "presented_secret", "PseudonymKeyMissing", "pseudonym", "read_pseudonym_key",
+    "require", "SMALL_COUNT",
     "personal_masks", "principal_for_token", "principal_for_token_async", "revoke_token",
 ]

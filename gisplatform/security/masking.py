@@ -19,10 +19,13 @@ from __future__ import annotations
 import datetime
 
 __all__ = ["MASK_KINDS", "SECRET_MASK", "mask_resident_id", "mask_name", "mask_phone",
-           "mask_date", "mask_value", "check_mask_kind", "MASK_SQL", "mask_sql"]
+           "mask_date", "mask_value", "check_mask_kind", "MASK_SQL", "mask_sql", "SMALL_COUNT"]
 
 MASK_KINDS = frozenset({"id_number", "name", "phone", "date", "secret"})
 SECRET_MASK = "***"
+# Small-count suppression: a published aggregate of persons below this (and above 0) is
+# withheld, in every statistic and process (a count of 1 in a small area is a person).
+SMALL_COUNT = 3
 
 
 def _text(s: object, what: str) -> str:

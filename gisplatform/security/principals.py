@@ -118,7 +118,8 @@ def require(principal: Principal, layer: str, sharing: str, need: str = READ) ->
         return acc
     if principal.anonymous:
         raise AuthError(f"{layer} needs a token with a {need} grant (Authorization: Bearer …)")
-    raise AccessDenied(f"your token has no {need} grant on {layer}")
+    # any grant reads, so a missing read is "no grant"
+    raise AccessDenied(f"your token has no {'' if need == READ else need + ' '}grant on {layer}")
 
 
 def masked_fields(personal: Mapping[str, str | None], access: Access) -> frozenset[str]:

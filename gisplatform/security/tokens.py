@@ -22,13 +22,22 @@ from .principals import LEVELS, AuthError, Principal
 if TYPE_CHECKING:  # psycopg is only needed by callers that pass a connection
     import psycopg
 
-__all__ = ["TOKEN_PREFIX", "LAYER_NAME", "hash_secret", "parse_grant", "check_grant",
+__all__ = ["TOKEN_PREFIX", "LAYER_NAME", "hash_secret", "presented_secret", "parse_grant", "check_grant",
            "create_token", "revoke_token", "principal_for_token", "list_tokens",
            "list_departments"]
 
 TOKEN_PREFIX = "gp_"
 LAYER_NAME = re.compile(r"^[a-z][a-z0-9-]*$")
 _MAX_SECRET = 256  # anything longer is not one of ours; refuse before hashing
+
+
+def presented_secret(authorization: str | None, query_token: str | None) -> str | None:
+    """The token a request presents: `Authorization: Bearer …`, else `?token=` (for clients
+    that cannot set headers, e.g. tile URLs in a map style). The one place that reads it."""
+    auth = authorization or ""
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip()
+    return query_token
 
 
 def hash_secret(secret: str) -> str:
