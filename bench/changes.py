@@ -20,7 +20,7 @@ shared data is not changed), served by `gisplatform serve`:
 - lag of a transaction = when its last change reached the consumer − when its COMMIT
   returned (same clock). It includes the feed's deliberate hold-back: a committed
   transaction is served once every older write transaction has ended (see
-  gisplatform/api/changes.py), so with several writers it is at least the overlap of
+  gisplatform/changefeed/feed.py), so with several writers it is at least the overlap of
   their transactions. "Kept up": every change received exactly once, the consumer had
   everything within 2 s of the last commit, and the lag did not grow over the run
   (median of the last third of transactions at most twice that of the first, or < 1 s).
@@ -46,8 +46,8 @@ import shapely
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ogc_vs_tipg import database, serve
 
-from gisplatform.api.changes import decode_cursor, head_cursor
-from gisplatform.api.webhooks import subscribe, verify
+from gisplatform.changefeed.feed import decode_cursor, head_cursor
+from gisplatform.changefeed.webhooks import subscribe, verify
 from gisplatform.db.embedded import free_port
 from gisplatform.security import create_token
 from gisplatform.temporal import Feature, TemporalStore

@@ -1,13 +1,13 @@
 """Command-centre statistics at city size: every topic's full series (2018-01 → this month,
 all districts and the whole city), over HTTP (GET /api/stats/<topic>) on a server started
-cold, and in SQL (gisplatform.api.stats.compute on one connection set up as the app's
+cold, and in SQL (gisplatform.stats.compute on one connection set up as the app's
 pool sets it up).
 
     .venv/bin/python bench/stats.py              # city size (the issue's figure)
     .venv/bin/python bench/stats.py --size small
 
 The valid-at-a-month-start topics answer from the persisted rollup plus the change-log
-delta (gisplatform/api/stats.py, Rollup). Measured, in order:
+delta (gisplatform/stats/rollup.py, Rollup). Measured, in order:
 - `rebuild_s`: counting every rollup anew (`gisplatform stats rebuild`), per layer;
 - then, when this bench started the cluster, the cluster is restarted (shared buffers
   empty; the OS page cache as it is) and a new server process started: `cold_s` is each
@@ -33,27 +33,21 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
-import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ogc_vs_tipg import ROOT, database, serve
 
-from gisplatform.api.stats import (
-    _ROLLUP,
-    COUNTED,
-    TOPICS,
-    _direct_rows,
-    compute,
-    make_query,
-    rebuild_all,
-)
+from gisplatform import wiring
+from gisplatform.db.connections import connect
 from gisplatform.db.embedded import EmbeddedPostgres, free_port
-from gisplatform.db.pool import OPTIONS
+from gisplatform.stats import TOPICS, compute, make_query
+from gisplatform.stats.rollup import _ROLLUP, COUNTED, _direct_rows, rebuild_all
 
 RUNS = [(t, None) for t in TOPICS if t != "evaluation"] + [
     ("evaluation", "area"), ("evaluation", "department"), ("evaluation", "grid")]
 LAYER_OF = {"population": "persons", "legal-persons": "legal-persons",
             "buildings": "buildings", "cameras": "cameras"}
+CITY = wiring.stats_city()
 BAR_S = 2.0
 DELTA_VIDS = 10_000
 
@@ -117,7 +111,7 @@ def main() -> None:
     pg, url = database(args.size)
     results: dict = {"size": args.size, "cluster_restarted": not was_running}
     try:
-        with psycopg.connect(url, autocommit=True, options=OPTIONS) as conn:
+        with connect(url, "bench-stats", autocommit=True) as conn:
             results["versions"] = {layer: conn.execute(
                 f"select count(*) from city.{c.table}").fetchone()[0] for layer, c in COUNTED.items()}
             t, took = timed(lambda: rebuild_all(conn))
@@ -128,9 +122,9 @@ def main() -> None:
             url = pg.start()
         results["http"] = http_runs(url, args.warm)
         results["sql"] = {}
-        with psycopg.connect(url, autocommit=True, options=OPTIONS) as conn:
+        with connect(url, "bench-stats", autocommit=True) as conn:
             for topic, by in RUNS:
-                q = make_query(topic, by=by)
+                q = make_query(topic, by=by, city=CITY)
                 key = f"{topic}" + (f" by {by}" if by else "")
                 answers = [timed(lambda q=q: compute(conn, q))[0] for _ in range(args.warm)]
                 results["sql"][key] = {"answer_s": round(statistics.median(answers), 3)}
@@ -140,7 +134,7 @@ def main() -> None:
                         timed(lambda q=q, c=c: _direct_rows(conn, q, c))[0]
                         for _ in range(args.warm)), 3)
                 print(key, "SQL", results["sql"][key], flush=True)
-            q, persons = make_query("population"), COUNTED["persons"]
+            q, persons = make_query("population", city=CITY), COUNTED["persons"]
             with conn.transaction(force_rollback=True):  # a delta of DELTA_VIDS closed rows
                 conn.execute("""
                     update city.persons_version set recorded = tstzrange(lower(recorded), now())

@@ -15,15 +15,26 @@ from models3d.cli import threed_app
 from tiles.cli import tiles_app
 from tiles.raster_cli import raster_app
 
-from .api.changes_cli import changes_app
-from .api.stats_cli import stats_app
+from .changefeed import changes_app
 from .config import get_settings
 from .db import migrate as migrations
+from .db.connections import connect
 from .db.embedded import EmbeddedError, database_url, find_bindir, from_settings
-from .exports_cli import export_command, opendata_app
+from .exports import export_command
+from .opendata import opendata_app
 from .security.cli import analyst_app, token_app
+from .stats import stats_app
+from .wiring import CLI_PARTS, city_bbox
 
 app = typer.Typer(help="Fushun spatio-temporal city platform.", no_args_is_help=True)
+
+
+@app.callback()
+def _root(ctx: typer.Context) -> None:
+    """Fushun spatio-temporal city platform."""
+    ctx.obj = CLI_PARTS  # what `tiles`, `3d` and `raster` need of the layers (wiring.py)
+
+
 db_app = typer.Typer(help="The database: embedded PostGIS or DATABASE_URL.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(token_app, name="token")
@@ -166,7 +177,6 @@ def import_(
     source_layer: str = typer.Option(None, help="Layer inside a multi-layer file (GeoPackage)."),
 ) -> None:
     """Import a file into a layer as versions; bad rows go to a reject file with reasons."""
-    import psycopg
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -189,7 +199,7 @@ def import_(
             task = bar.add_task(f"checking {file.name}", total=total)
             return lambda n: bar.advance(task, n)
         try:
-            with psycopg.connect(url) as conn:
+            with connect(url, "gisplatform-import") as conn:
                 report = run_import(conn, target, file, crs=crs, valid_from=valid_from,
                                     mapping_path=mapping, dry_run=dry_run,
                                     retire_missing=retire_missing, all_or_nothing=all_or_nothing,
@@ -228,8 +238,6 @@ def demo(
     """Load the deterministic demo city (2018 → today), every layer, in one transaction."""
     import resource
 
-    import psycopg
-
     from gisplatform.temporal import TemporalError, parse_instant
     from layers.demo import DemoRefused, load_demo
 
@@ -241,7 +249,7 @@ def demo(
     url = database_url(get_settings())
     t = time.perf_counter()
     try:
-        with psycopg.connect(url) as conn, err.status("generating and loading the demo city") as st:
+        with connect(url, "gisplatform-demo") as conn, err.status("generating and loading the demo city") as st:
             counts = load_demo(conn, size, seed, cut, replace, on_layer=lambda name, n, secs: (
                 err.print(f"  {name:<22}{n:>10,} rows {secs:7.1f}s"),
                 st.update(f"loading after {name}")))
@@ -285,14 +293,11 @@ def _demo_realscene(url: str) -> None:
 
 def _build_buildings3d(url: str) -> None:
     """The buildings tileset, built or brought up to date (only changed tiles are redone)."""
-    import psycopg
-
-    from layers.fushun import CITY_BBOX
     from models3d.buildings import build
 
     t = time.perf_counter()
-    with psycopg.connect(url) as conn, err.status("building the 3D buildings tileset"):
-        r = build(conn, get_settings().data_dir, CITY_BBOX)
+    with connect(url, "gisplatform-3d") as conn, err.status("building the 3D buildings tileset"):
+        r = build(conn, get_settings().data_dir, city_bbox())
     err.print(f"3D buildings: {r.features:,} versions, {r.tiles} tiles ({r.written} written) in "
               f"{time.perf_counter() - t:.1f}s at /3d/{r.name}/tileset.json")
 
@@ -324,14 +329,11 @@ def serve(
 
 def _stats_rollups(url: str) -> None:
     """Count the statistics rollups that are missing or past correcting, so the first
-    /api/stats request does not (gisplatform/api/stats.py, Rollup)."""
-    import psycopg
-
-    from .api import stats
-    from .db.pool import OPTIONS
+    /api/stats request does not (gisplatform/stats/rollup.py, Rollup)."""
+    from .stats import rollup as stats
 
     t = time.perf_counter()
-    with psycopg.connect(url, autocommit=True, options=OPTIONS) as conn:
+    with connect(url, "gisplatform-stats", autocommit=True) as conn:
         if not stats._ROLLUP.usable(conn):
             return
         built = [k for k, v in stats.rebuild_all(conn, if_needed=True).items() if v is not None]
@@ -349,8 +351,6 @@ def up(
     """Everything: start the database (embedded unless DATABASE_URL), migrate, load the
     small demo city when the layers are empty (its rasters when none are registered, the
     demo real-scene block when it is not), bring the 3D buildings tileset up to date, serve."""
-    import psycopg
-
     from layers.demo import is_empty
     from models3d.realscene_demo import NAME as REALSCENE_DEMO
     from models3d.registry import get_tileset
@@ -358,7 +358,7 @@ def up(
 
     _check_data_dir()
     url = _ensure_db()
-    with psycopg.connect(url) as conn:
+    with connect(url) as conn:
         empty = is_empty(conn)
         no_rasters = not list_rasters(conn)
         no_realscene = get_tileset(conn, REALSCENE_DEMO) is None

@@ -46,14 +46,14 @@ class Settings(BaseSettings):
     # Tile renders running at once per worker (0 = one per CPU): heavy low-zoom renders
     # queue here instead of taking every database core from the OGC requests.
     tile_renders: int = 0
-    # Change feed (gisplatform/api/changes.py): days of log kept; webhook retry backoff base.
+    # Change feed (gisplatform/changefeed/): days of log kept; webhook retry backoff base.
     change_retention_days: float = 30
     webhook_retry_seconds: float = 1.0
-    # Exports over HTTP (gisplatform/api/exports.py): jobs and files under data_dir/exports,
+    # Exports over HTTP (gisplatform/exports/routes.py): jobs and files under data_dir/exports,
     # deleted this many hours after they were asked for; jobs run at once (the rest queue).
     exports_ttl_hours: float = 24
     exports_workers: int = 1
-    # Open data (gisplatform/opendata.py): publish every e.g. "24h" ("0" = never, only by
+    # Open data (gisplatform/opendata/): publish every e.g. "24h" ("0" = never, only by
     # `gisplatform opendata publish`); versions kept per layer; the licence stated.
     opendata_every: str = "0"
     opendata_keep: int = 5

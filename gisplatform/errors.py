@@ -47,7 +47,7 @@ def refusal(exc: Exception, headers: Mapping[str, str] | None = None) -> JSONRes
 def database_unavailable(exc: Exception | None = None) -> JSONResponse:
     """The database down, restarting or out of connections (psycopg's OperationalError, the
     pools' PoolTimeout among them): 503, never a traceback. The pools reconnect by
-    themselves (gisplatform/db/pool.py): the client retries."""
+    themselves (gisplatform/db/connections.py): the client retries."""
     what = f" ({type(exc).__name__})" if exc is not None else ""
     return problem(503, f"the database is unavailable{what}; retry shortly")
 
@@ -80,3 +80,17 @@ def install(app, status_codes: Mapping[type[Exception], int] | None = None) -> N
         app.add_exception_handler(cls, on_refusal)
     app.add_exception_handler(psycopg.OperationalError, on_database)
     app.add_exception_handler(StarletteHTTPException, on_http)
+
+
+class NoNulInPath:
+    """A NUL byte in the path (`/items/abc%00def`) names nothing: 404 for every route, before
+    a path parameter reaches SQL (PostgreSQL text cannot hold NUL: psycopg raised a 500)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and "\x00" in scope["path"]:
+            await problem(404, "no such resource")(scope, receive, send)
+            return
+        await self.app(scope, receive, send)

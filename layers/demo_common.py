@@ -8,11 +8,13 @@ then cut at `until` (default today): the same seed gives the same city, and a la
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime
 
 import numpy as np
 
-CST = timezone(timedelta(hours=8))  # Beijing time: the city's clock
+from gisplatform.temporal import BEIJING_TIME
+
+CST = BEIJING_TIME  # the city's clock
 START = datetime(2018, 1, 1, tzinfo=CST)
 HORIZON = datetime(2030, 1, 1, tzinfo=CST)
 SPAN_S = (HORIZON - START).total_seconds()

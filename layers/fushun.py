@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 CITY_CODE = "210400"
+CITY_NAME = "抚顺市"
+# The action plan's start: the default first month of statistics (and where the layers'
+# history starts).
+PLAN_START_MONTH = "2018-01"
 # The municipality: 123°39′–125°29′E, 41°14′–42°28′N. Imports outside it are rejected.
 CITY_BBOX = (123.65, 41.233, 125.484, 42.467)
 # The urban core on the Hun River plain.

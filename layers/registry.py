@@ -5,11 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from gisplatform.security import PseudonymKeyMissing, pseudonym
+# Government data-sharing classes (国发〔2016〕51号): the security kernel's, which decides
+# access by them.
+from gisplatform.security import (  # noqa: F401 -- re-exported for the layer modules
+    CONDITIONAL,
+    NOT_SHARED,
+    UNCONDITIONAL,
+    PseudonymKeyMissing,
+    pseudonym,
+)
 from gisplatform.temporal import LayerSpec
-
-# Government data-sharing classes (国发〔2016〕51号).
-UNCONDITIONAL, CONDITIONAL, NOT_SHARED = "unconditional", "conditional", "not_shared"
 
 
 def no_checks(props: dict) -> list[str]:

@@ -3,24 +3,19 @@
 from __future__ import annotations
 
 import typer
-from rich.console import Console
+
+from gisplatform.console import connection, err
 
 threed_app = typer.Typer(help="3D city: buildings as 3D Tiles, real-scene tilesets, terrain.",
                          no_args_is_help=True)
-err = Console(stderr=True)
 
 
 @threed_app.command("list")
 def list_() -> None:
     """The registered tilesets."""
-    import psycopg
-
-    from gisplatform.config import get_settings
-    from gisplatform.db.embedded import database_url
-
     from .registry import list_tilesets
 
-    with psycopg.connect(database_url(get_settings())) as conn:
+    with connection("gisplatform-3d") as conn:
         for t in list_tilesets(conn):
             print(f"{t.name}\t{t.kind}\t{t.at.isoformat() if t.at else '-'}\t{t.tiles} tiles\t"
                   f"{t.bytes / 1e6:.1f} MB\t{t.directory}")
@@ -29,17 +24,14 @@ def list_() -> None:
 @threed_app.command("remove")
 def remove(name: str = typer.Argument(..., help="Tileset name.")) -> None:
     """Unregister a tileset and delete its files."""
-    import psycopg
-
     from gisplatform.config import get_settings
-    from gisplatform.db.embedded import database_url
 
     from .registry import TilesetError
     from .registry import remove as remove_tileset
 
     s = get_settings()
     try:
-        with psycopg.connect(database_url(s)) as conn:
+        with connection("gisplatform-3d") as conn:
             old = remove_tileset(conn, s.data_dir, name)
     except TilesetError as e:
         err.print(f"[red]error:[/red] {e}")
@@ -49,6 +41,7 @@ def remove(name: str = typer.Argument(..., help="Tileset name.")) -> None:
 
 @threed_app.command("build")
 def build_(
+    ctx: typer.Context,
     layer: str = typer.Argument("buildings", help="What to build: buildings."),
     name: str = typer.Option("buildings", help="Tileset name (served at /3d/NAME/)."),
     full: bool = typer.Option(False, help="Rebuild every tile (default: only what changed)."),
@@ -58,7 +51,6 @@ def build_(
     import resource
     import time
 
-    import psycopg
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -68,8 +60,6 @@ def build_(
     )
 
     from gisplatform.config import get_settings
-    from gisplatform.db.embedded import database_url
-    from layers.fushun import CITY_BBOX
 
     from .buildings import build
     from .registry import TilesetError, check_name
@@ -85,11 +75,11 @@ def build_(
         raise typer.Exit(2) from None
     s = get_settings()
     t0 = time.perf_counter()
-    with psycopg.connect(database_url(s)) as conn, Progress(
+    with connection("gisplatform-3d") as conn, Progress(
             TextColumn("writing tiles"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
             console=err) as bar:
         task = bar.add_task("tiles", total=None)
-        report = build(conn, s.data_dir, CITY_BBOX, name=name, full=full, workers=workers,
+        report = build(conn, s.data_dir, ctx.obj.city_bbox(), name=name, full=full, workers=workers,
                        progress=lambda done, total: bar.update(task, completed=done, total=total))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     err.print(f"{report.name}: {report.features:,} building versions in {report.tiles:,} tiles "

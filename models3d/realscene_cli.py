@@ -10,15 +10,9 @@ import time
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
-err = Console(stderr=True, soft_wrap=True)
-
-
-def _fail(message: str, code: int = 1):
-    err.print(f"[red]error:[/red] {escape(message)}", highlight=False)
-    raise typer.Exit(code)
+from gisplatform.console import connection, err, fail
 
 
 def import_command(
@@ -44,7 +38,6 @@ def import_command(
     )
 
     from gisplatform.config import get_settings
-    from gisplatform.db.embedded import EmbeddedError, connect
     from gisplatform.temporal import TemporalError, parse_instant
 
     from .realscene import import_realscene
@@ -53,19 +46,16 @@ def import_command(
     try:
         check_name(name)
     except TilesetError as e:
-        _fail(f"--name: {e}", 2)
+        raise fail(f"--name: {e}", 2)
     try:
         when = parse_instant(at)
     except TemporalError as e:
-        _fail(f"--time: {e}", 2)
+        raise fail(f"--time: {e}", 2)
     if not path.exists():
-        _fail(f"{path}: no such file or folder")
+        raise fail(f"{path}: no such file or folder")
     settings = get_settings()
     t0 = time.perf_counter()
-    try:
-        conn = connect(settings, autocommit=True)
-    except EmbeddedError as e:
-        _fail(str(e))
+    conn = connection("gisplatform-3d", autocommit=True)
     warnings: list[str] = []
     with conn, Progress("[progress.description]{task.description}", BarColumn(),
                         TaskProgressColumn(), TextColumn("{task.fields[detail]}"),
@@ -86,10 +76,10 @@ def import_command(
                                                on_warning=warnings.append)
         except TilesetError as e:
             bar.stop()
-            _fail(str(e))
+            raise fail(str(e))
         except psycopg.errors.UndefinedTable as e:
             bar.stop()
-            _fail(f"{str(e).strip().splitlines()[0]} (run `gisplatform db migrate`)")
+            raise fail(f"{str(e).strip().splitlines()[0]} (run `gisplatform db migrate`)")
     for w in warnings:
         err.print(f"[yellow]warning:[/yellow] {escape(w)}", highlight=False)
     b = tileset.bounds

@@ -27,7 +27,7 @@ import json
 import math
 import struct
 import zlib
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -35,11 +35,14 @@ import psycopg
 import shapely
 from shapely.geometry import Polygon, box
 
+from gisplatform.db.connections import connect
+from gisplatform.temporal import BEIJING_TIME
+
 from .realscene import check_tileset
 from .registry import new_directory, register
 
 NAME = "realscene-demo"
-AT = datetime(2020, 7, 1, tzinfo=timezone(timedelta(hours=8)))
+AT = datetime(2020, 7, 1, tzinfo=BEIJING_TIME)
 CENTRE = (123.925, 41.870)  # lon, lat: Xinfu district, north bank of the Hun River
 HALF = 150.0                # metres: the patch is 300 m × 300 m
 GROUND_HEIGHT = 92.0        # ellipsoidal height of the local origin (m)
@@ -530,7 +533,7 @@ def add_demo_realscene(conn_or_url, data_dir: Path) -> str:
     import shutil
 
     own = isinstance(conn_or_url, str)
-    conn = psycopg.connect(conn_or_url) if own else conn_or_url
+    conn = connect(conn_or_url, "gisplatform-demo") if own else conn_or_url
     try:
         frame = enu_frame(CENTRE[0], CENTRE[1], GROUND_HEIGHT)
         buildings = _buildings(conn, frame)

@@ -17,7 +17,7 @@ import pytest
 import shapely
 from conftest import fresh_database, serving
 
-from gisplatform.api.changes import (
+from gisplatform.changefeed.feed import (
     CursorError,
     CursorGone,
     FeedLayer,
@@ -27,7 +27,7 @@ from gisplatform.api.changes import (
     prune,
     read_page,
 )
-from gisplatform.api.webhooks import verify
+from gisplatform.changefeed.webhooks import verify
 from gisplatform.security import (
     ANONYMOUS,
     AccessDenied,

@@ -26,9 +26,9 @@ import shapely
 from conftest import DEMO_UNTIL, serving
 from typer.testing import CliRunner
 
-from gisplatform.api.exports import ExportJobs
 from gisplatform.exports import (
     ExportError,
+    ExportJobs,
     ExportRefused,
     export,
     format_of,
@@ -476,8 +476,7 @@ def test_opendata_refuses_conditional_layers(demo_url, tmp_path):
 
 def test_scheduled_round_takes_the_advisory_lock(demo_url, tmp_path):
     """With N replicas one publishes per round: a round finding the lock taken skips."""
-    from gisplatform.api.opendata import publish_locked
-    from gisplatform.opendata import ADVISORY_LOCK, parse_every
+    from gisplatform.opendata import ADVISORY_LOCK, parse_every, publish_locked
 
     assert [parse_every(x) for x in ("0", "", "90s", "30m", "24h", "1d")] == [
         0, 0, 90, 1800, 86400, 86400]

@@ -131,7 +131,7 @@ BAD = [
     (["{tif}", "--name", "ortho", "--kind", "ortho", "--time", T2019], 2, "reserved"),
     (["{tif}", "--name", "xinfu-2019", "--kind", "ortho", "--time", T2019], 1, "--replace"),
     (["{tif}", "--name", "a1", "--kind", "dem", "--time", T2019], 1, "one band"),
-    (["{far}", "--name", "a1", "--kind", "ortho", "--time", T2019], 1, "outside Fushun"),
+    (["{far}", "--name", "a1", "--kind", "ortho", "--time", T2019], 1, "outside the city"),
     (["{nocrs}", "--name", "a1", "--kind", "ortho", "--time", T2019], 1, "no CRS"),
 ]
 

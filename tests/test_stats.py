@@ -8,6 +8,7 @@ import csv
 import io
 import json
 from datetime import datetime, timedelta, timezone
+from functools import partial
 
 import httpx
 import psycopg
@@ -15,17 +16,16 @@ import pytest
 from conftest import fresh_database
 from shapely.geometry import MultiPolygon, Point, box
 
-from gisplatform.api import stats as stats_module
-from gisplatform.api.stats import (
-    StatsError,
-    check_access,
-    compute,
-    make_query,
-    month_starts,
-)
+from gisplatform import wiring
 from gisplatform.security import ANONYMOUS, AccessDenied, AuthError, Principal
+from gisplatform.stats import StatsError, check_access, compute
+from gisplatform.stats import make_query as make_city_query
+from gisplatform.stats import rollup as stats_module
+from gisplatform.stats.query import month_starts
 from gisplatform.temporal import Feature, TemporalStore, contains_sql
 from layers import LAYERS
+
+make_query = partial(make_city_query, city=wiring.stats_city())  # the city the app counts
 
 CST = timezone(timedelta(hours=8))
 G1, G2 = "210402001001001", "210403002001001"  # unit grids in Xinfu and Dongzhou

@@ -26,8 +26,8 @@ from rich.progress import (
 )
 
 from gisplatform.config import get_settings
+from gisplatform.db.connections import connect, make_pool
 from gisplatform.db.embedded import database_url
-from gisplatform.db.pool import make_pool
 from gisplatform.temporal import TemporalError, parse_instant
 
 from .cache import TileCache, tile_range
@@ -86,10 +86,8 @@ def _tiles(source: TileSource, zooms: range, bbox, at) -> list[tuple[int, int, i
 
 
 def _occupied(source: TileSource, z: int, bbox, at) -> list[tuple[float, float, float, float]]:
-    import psycopg
-
     w, s, e, n = bbox
-    with psycopg.connect(database_url(get_settings())) as conn:
+    with connect(database_url(get_settings()), "gisplatform-tiles") as conn:
         rows = conn.execute(f"""
             select st_xmin(b), st_ymin(b), st_xmax(b), st_ymax(b) from (
               select st_extent(v.geom) as b from city."{source.version_table}" v
@@ -100,32 +98,30 @@ def _occupied(source: TileSource, z: int, bbox, at) -> list[tuple[float, float, 
     return [(max(a, w), max(b, s), min(c, e), min(d, n)) for a, b, c, d in rows]
 
 
-def _sources() -> dict[str, TileSource]:
-    from gisplatform.app import (
-        tile_sources,  # the composition root declares the sources
-    )
+def _parts(ctx: typer.Context):
+    """What the composition root (gisplatform/cli.py) hands these commands: the tile
+    sources, which sources a layer's writes change, the city's bbox (gisplatform/wiring.py)."""
+    if ctx.obj is None:
+        raise RuntimeError("the tiles commands run under `gisplatform`, which provides the layers")
+    return ctx.obj
 
-    return tile_sources()
 
-
-def _layer(name: str) -> TileSource:
-    sources = _sources()
+def _layer(ctx: typer.Context, name: str) -> TileSource:
+    sources = _parts(ctx).tile_sources()
     if name not in sources:
         raise typer.BadParameter(f"no tile layer {name!r}; one of: {', '.join(sources)}")
     return sources[name]
 
 
 async def _run(source: TileSource, tiles: list, at, known_at, concurrency: int, on_tile,
-               label: str) -> dict:
-    from gisplatform.app import TILE_DEPENDENTS
-
+               label: str, dependents) -> dict:
     s = get_settings()
     url = database_url(s)
     pool = make_pool(url, 1, concurrency)
     await pool.open(wait=True, timeout=30)
     cache = TileCache(s.data_dir / "tiles", s.tile_cache_memory_mb << 20, s.tile_cache_disk_mb << 20)
     service = TileService({source.name: source}, cache, pool)
-    listener = TileInvalidator(url, cache, TILE_DEPENDENTS, None, replay=False)
+    listener = TileInvalidator(url, cache, dependents, None, replay=False)
     follow = asyncio.create_task(listener.run())
     counts = {"tiles": 0, "cached": 0, "empty": 0, "bytes": 0}
     queue: asyncio.Queue = asyncio.Queue()
@@ -156,6 +152,7 @@ async def _run(source: TileSource, tiles: list, at, known_at, concurrency: int, 
 
 @tiles_app.command()
 def seed(
+    ctx: typer.Context,
     layer: str = typer.Argument(..., help="Tile layer (see /tiles/)."),
     zoom: str = typer.Option("10-16", help="Zoom or range, e.g. 14 or 10-16."),
     bbox: str = typer.Option(None, help="west,south,east,north (degrees); default the city."),
@@ -163,14 +160,13 @@ def seed(
     concurrency: int = typer.Option(4, min=1, max=32, help="Tiles rendered at once."),
 ) -> None:
     """Render tiles into the shared cache (data_dir/tiles) so the first visitors get them warm."""
-    from layers.fushun import CITY_BBOX
-
-    src = _layer(layer)
+    parts = _parts(ctx)
+    src = _layer(ctx, layer)
     at = _instant(datetime_, "--datetime")
-    tiles = _tiles(src, _zooms(zoom), _bbox(bbox, CITY_BBOX), at)
+    tiles = _tiles(src, _zooms(zoom), _bbox(bbox, parts.city_bbox()), at)
     t0 = time.perf_counter()
     counts = asyncio.run(_run(src, tiles, at, None, concurrency, lambda *a: None,
-                              f"seeding {layer} z{zoom}"))
+                              f"seeding {layer} z{zoom}", parts.tile_dependents))
     secs = time.perf_counter() - t0
     err.print(f"{layer}: {counts['tiles']:,} tiles ({counts['cached']:,} already cached, "
               f"{counts['empty']:,} empty), {counts['bytes'] / 1e6:,.1f} MB in {secs:.1f}s "
@@ -179,6 +175,7 @@ def seed(
 
 @tiles_app.command()
 def export(
+    ctx: typer.Context,
     layer: str = typer.Argument(..., help="Tile layer (see /tiles/)."),
     out: Path = typer.Argument(..., help="Output file: .pmtiles or .mbtiles."),
     zoom: str = typer.Option("10-15", help="Zoom or range."),
@@ -188,8 +185,7 @@ def export(
     force: bool = typer.Option(False, help="Overwrite an existing file."),
 ) -> None:
     """Write a layer's tiles to one PMTiles or MBTiles file (gzip-compressed MVT)."""
-    from layers.fushun import CITY_BBOX
-
+    parts = _parts(ctx)
     kind = out.suffix.lower()
     if kind not in (".pmtiles", ".mbtiles"):
         raise typer.BadParameter(f"{out.name}: the file must end in .pmtiles or .mbtiles")
@@ -197,8 +193,8 @@ def export(
         raise typer.BadParameter(f"{out} exists; pass --force to overwrite")
     if not out.parent.is_dir():
         raise typer.BadParameter(f"{out.parent} is not a directory")
-    src = _layer(layer)
-    zooms, box = _zooms(zoom), _bbox(bbox, CITY_BBOX)
+    src = _layer(ctx, layer)
+    zooms, box = _zooms(zoom), _bbox(bbox, parts.city_bbox())
     at = _instant(datetime_, "--datetime")
     found: dict[tuple[int, int, int], bytes] = {}
     t0 = time.perf_counter()
@@ -208,7 +204,7 @@ def export(
             found[(z, x, y)] = gzip.compress(data, 6, mtime=0)
 
     counts = asyncio.run(_run(src, _tiles(src, zooms, box, at), at, None, concurrency, keep,
-                              f"exporting {layer} z{zoom}"))
+                              f"exporting {layer} z{zoom}", parts.tile_dependents))
     if not found:
         err.print(f"[red]error:[/red] {layer} has no features in z{zoom} over {box}: no file written")
         raise typer.Exit(1)

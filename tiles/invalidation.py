@@ -23,6 +23,8 @@ from pathlib import Path
 
 import psycopg
 
+from gisplatform.db.connections import aconnect
+
 from .cache import TileCache
 
 log = logging.getLogger("gisplatform.tiles")
@@ -48,8 +50,8 @@ class TileInvalidator:
         delay = 0.5
         while True:
             try:
-                async with await psycopg.AsyncConnection.connect(
-                        self.url, autocommit=True, application_name="gisplatform-tiles") as conn:
+                async with await aconnect(self.url, "gisplatform-tiles",
+                                          autocommit=True) as conn:
                     await conn.execute(f"listen {CHANNEL}")
                     if self.replay:
                         await self._replay(conn)

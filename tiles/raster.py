@@ -20,15 +20,13 @@ import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from pathlib import Path
 
 import psycopg
 
 from gisplatform.temporal import TemporalError, parse_instant
-from layers.fushun import CITY_BBOX
 
-CST = timezone(timedelta(hours=8))  # the city's clock, for display
 KINDS = ("ortho", "dem")
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 RESERVED = KINDS  # /raster/ortho/… and /raster/dem/… are the time series
@@ -147,10 +145,12 @@ def _unlink(root: Path, file_name: str) -> None:
 # ----------------------------------------------------------------------------- conversion
 
 def add_raster(conn: psycopg.Connection, source, *, name: str, kind: str, at: str | datetime,
-               data_dir: Path, replace: bool = False,
+               data_dir: Path, area: tuple[float, float, float, float] | None = None,
+               replace: bool = False,
                status: Callable[[str], None] = lambda msg: None) -> Raster:
     """Check SOURCE (a path, or an open rasterio dataset), convert it to a COG in
-    EPSG:3857 under `<data_dir>/rasters` and register it as NAME. All or nothing:
+    EPSG:3857 under `<data_dir>/rasters` and register it as NAME. `area`: the city's
+    bbox in EPSG:4490, which the raster must overlap (None: anywhere). All or nothing:
     on any failure no row is written and no file is left. CONN should be idle (or in
     autocommit): the registration commits before a replaced COG is deleted."""
     import rasterio
@@ -178,9 +178,9 @@ def add_raster(conn: psycopg.Connection, source, *, name: str, kind: str, at: st
             except RasterioIOError:
                 raise RasterError(f"{source}: not a raster GDAL can read") from None
             with src:
-                meta = _to_cog(src, part, kind, status)
+                meta = _to_cog(src, part, kind, area, status)
         else:
-            meta = _to_cog(source, part, kind, status)
+            meta = _to_cog(source, part, kind, area, status)
         os.replace(part, final)
         status("registering")
         raster = Raster(name, kind, at, meta["bounds"], STORE_CRS, file_name, meta["width"],
@@ -211,7 +211,7 @@ def add_raster(conn: psycopg.Connection, source, *, name: str, kind: str, at: st
     return get_raster(conn, name)
 
 
-def _to_cog(src, dst: Path, kind: str, status: Callable[[str], None]) -> dict:
+def _to_cog(src, dst: Path, kind: str, area, status: Callable[[str], None]) -> dict:
     """Write SRC as a validated COG in EPSG:3857 at DST; returns what the registry keeps."""
     import rasterio
     from rasterio.crs import CRS
@@ -235,10 +235,10 @@ def _to_cog(src, dst: Path, kind: str, status: Callable[[str], None]) -> dict:
         lonlat = transform_bounds(src.crs, "EPSG:4490", *src.bounds, densify_pts=21)
     except (CRSError, ValueError) as e:  # PROJ refuses: no way from this CRS to the globe
         raise RasterError(f"{where}: cannot transform its bounds to EPSG:4490 ({e})") from None
-    x0, y0, x1, y1 = CITY_BBOX
+    x0, y0, x1, y1 = area or (-180, -90, 180, 90)
     if not (lonlat[0] < x1 and lonlat[2] > x0 and lonlat[1] < y1 and lonlat[3] > y0):
-        raise RasterError(f"{where}: lies outside Fushun ({', '.join(f'{v:.4f}' for v in lonlat)}"
-                          f" in EPSG:4490; the city is {', '.join(map(str, CITY_BBOX))})")
+        raise RasterError(f"{where}: lies outside the city ({', '.join(f'{v:.4f}' for v in lonlat)}"
+                          f" in EPSG:4490; the city is {', '.join(map(str, area))})")
 
     dtype = src.dtypes[data_bands[0] - 1]
     rgb = kind == "ortho" and dtype == "uint8" and len(data_bands) == 3

@@ -12,19 +12,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
-from .raster import CST, RasterError
+from gisplatform.console import connection, err, fail
+from gisplatform.temporal import BEIJING_TIME
+
+from .raster import RasterError
 
 raster_app = typer.Typer(help="Rasters (orthophotos per year, DEMs) served at /raster.",
                          no_args_is_help=True)
-err = Console(stderr=True, soft_wrap=True)
-
-
-def _fail(message: str, code: int = 1):
-    err.print(f"[red]error:[/red] {escape(message)}", highlight=False)
-    raise typer.Exit(code)
 
 
 @contextmanager
@@ -33,22 +28,17 @@ def _database():
     import psycopg
 
     from gisplatform.config import get_settings
-    from gisplatform.db.embedded import EmbeddedError, connect
 
-    settings = get_settings()
-    try:
-        conn = connect(settings, autocommit=True)
-    except EmbeddedError as e:
-        _fail(str(e))
-    with conn:
+    with connection("gisplatform-raster", autocommit=True) as conn:
         try:
-            yield conn, settings.data_dir
+            yield conn, get_settings().data_dir
         except psycopg.errors.UndefinedTable as e:
-            _fail(f"{str(e).strip().splitlines()[0]} (run `gisplatform db migrate`)")
+            raise fail(f"{str(e).strip().splitlines()[0]} (run `gisplatform db migrate`)")
 
 
 @raster_app.command("add")
 def add(
+    ctx: typer.Context,
     file: Path = typer.Argument(..., help="A raster GDAL reads (GeoTIFF, JPEG2000, …) with a CRS."),
     name: str = typer.Option(..., "--name", help="Registered name: 1-63 lower-case letters, digits, _ or -, "
                             "starting with a letter or digit."),
@@ -65,17 +55,17 @@ def add(
         try:
             check(value)
         except RasterError as e:
-            _fail(f"{option}: {e}", 2)
+            raise fail(f"{option}: {e}", 2)
     t = time.perf_counter()
     with _database() as (conn, data_dir), err.status(f"converting {file.name}") as status:
         try:
             raster = add_raster(conn, file, name=name, kind=kind, at=at, data_dir=data_dir,
-                                replace=replace,
+                                area=ctx.obj.city_bbox(), replace=replace,
                                 status=lambda msg: status.update(f"{file.name}: {msg}"))
         except RasterError as e:
             status.stop()
-            _fail(str(e))
-    err.print(f"{raster.name}: {raster.kind} at {raster.at.astimezone(CST).isoformat()}, {raster.width}×"
+            raise fail(str(e))
+    err.print(f"{raster.name}: {raster.kind} at {raster.at.astimezone(BEIJING_TIME).isoformat()}, {raster.width}×"
               f"{raster.height}×{raster.bands} {raster.dtype}, {raster.crs}, "
               f"{time.perf_counter() - t:.1f}s → /raster/{raster.name}/", highlight=False)
 
@@ -96,7 +86,7 @@ def list_() -> None:
             mb = f"{file_in(raster_dir(data_dir), r.path).stat().st_size / 1e6:.1f}"
         except (OSError, RasterError):
             mb = "missing"
-        rows.append((r.name, r.kind, r.at.astimezone(CST).isoformat(timespec="minutes"),
+        rows.append((r.name, r.kind, r.at.astimezone(BEIJING_TIME).isoformat(timespec="minutes"),
                      f"{r.width}×{r.height}×{r.bands} {r.dtype}", mb,
                      " ".join(f"{v:.4f}" for v in r.bounds)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
@@ -113,5 +103,5 @@ def remove(name: str = typer.Argument(..., help="A registered name.")) -> None:
         try:
             raster = remove_raster(conn, name, data_dir)
         except RasterError as e:
-            _fail(str(e))
+            raise fail(str(e))
     err.print(f"removed {raster.name}")

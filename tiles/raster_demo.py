@@ -22,13 +22,15 @@ from pathlib import Path
 import numpy as np
 import psycopg
 
+from gisplatform.db.connections import connect
+from gisplatform.temporal import BEIJING_TIME
 from layers.fushun import CITY_BBOX, DIVISIONS, URBAN_BBOX
 
-from .raster import CST, add_raster, get_raster
+from .raster import add_raster, get_raster
 
 YEARS = (2018, 2019, 2020)
 DEM_NAME = "dem-fushun"
-DEM_TIME = datetime(2018, 1, 1, tzinfo=CST)
+DEM_TIME = datetime(2018, 1, 1, tzinfo=BEIJING_TIME)
 SEED = 42
 # ground metres per pixel (at the city's latitude)
 RESOLUTION = {"small": {"ortho": 10.0, "dem": 90.0}, "city": {"ortho": 4.0, "dem": 30.0}}
@@ -78,10 +80,10 @@ def add_demo_rasters(conn_url_or_conn, data_dir: Path, size: str = "small",
     if size not in RESOLUTION:
         raise ValueError(f"size is one of {', '.join(RESOLUTION)}")
     own = isinstance(conn_url_or_conn, str)
-    conn = psycopg.connect(conn_url_or_conn, autocommit=True) if own else conn_url_or_conn
+    conn = connect(conn_url_or_conn, "gisplatform-demo", autocommit=True) if own else conn_url_or_conn
     added = []
     try:
-        jobs = [(f"ortho-{y}", "ortho", datetime(y, 7, 1, tzinfo=CST),
+        jobs = [(f"ortho-{y}", "ortho", datetime(y, 7, 1, tzinfo=BEIJING_TIME),
                  lambda y=y: _ortho(conn, y, RESOLUTION[size]["ortho"])) for y in YEARS]
         jobs.append((DEM_NAME, "dem", DEM_TIME, lambda: _dem(RESOLUTION[size]["dem"])))
         for name, kind, at, render in jobs:
@@ -100,7 +102,7 @@ def add_demo_rasters(conn_url_or_conn, data_dir: Path, size: str = "small",
                 del data
                 with mem.open() as ds:
                     add_raster(conn, ds, name=name, kind=kind, at=at, data_dir=data_dir,
-                               replace=replace)
+                               area=CITY_BBOX, replace=replace)
             added.append(name)
             on_raster(name, time.perf_counter() - t)
     finally:
@@ -163,7 +165,7 @@ def _ortho(conn: psycopg.Connection, year: int, ground_m: float):
 
     transform, shape, to_merc = _grid(URBAN_BBOX, ground_m)
     stretch = transform.a / ground_m  # Mercator units per ground metre
-    at = datetime(year, 7, 1, tzinfo=CST)
+    at = datetime(year, 7, 1, tzinfo=BEIJING_TIME)
 
     def burn(geoms) -> np.ndarray:
         return rasterize(geoms, out_shape=shape, transform=transform, dtype="uint8").astype(bool)

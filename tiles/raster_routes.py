@@ -19,17 +19,17 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from gisplatform.temporal import TemporalError, parse_request_instant
+from gisplatform.temporal import BEIJING_TIME, TemporalError, parse_request_instant
 
 from .raster import (
     COLUMNS,
-    CST,
     NAME_RE,
     RESERVED,
     Raster,
@@ -53,7 +53,7 @@ def when(value: str | None) -> datetime:
     """`datetime=` as the OGC endpoints read it: an instant with a zone, a bare date
     meaning 00:00 in the city's time (UTC+8); absent = now."""
     if value is None:
-        return datetime.now(CST)
+        return datetime.now(BEIJING_TIME)
     try:
         return parse_request_instant(value)
     except TemporalError as e:
@@ -152,7 +152,7 @@ def raster_app(pool: Callable[[], object], data_dir: Path) -> FastAPI:
         base = str(request.base_url).rstrip("/")
         return {
             "rasters": [{
-                "name": r.name, "kind": r.kind, "time": r.at.astimezone(CST).isoformat(),
+                "name": r.name, "kind": r.kind, "time": r.at.astimezone(BEIJING_TIME).isoformat(),
                 "bounds": list(r.bounds), "crs": r.crs, "width": r.width, "height": r.height,
                 "bands": r.bands, "dtype": r.dtype, "links": links(request, r.name),
             } for r in await fetch("order by kind, at, name", ())],
@@ -221,6 +221,36 @@ def raster_app(pool: Callable[[], object], data_dir: Path) -> FastAPI:
                        add_part=False)    # /bbox, /feature: arbitrary-size exports
     app.include_router(cog.router, prefix="/{name}", tags=["raster"])
     return app
+
+
+def basemaps(pool, public_url: str):
+    """The style's raster layers: hillshade of the DEM, then the orthophoto of the year the
+    map shows — only those registered with a time not after the map's datetime, so a map
+    of a year before the first photo asks for no tiles that cannot exist. `pool`: the
+    app's async pool."""
+
+    async def basemaps(request: Request) -> list[dict]:
+        dt = request.query_params.get("datetime")
+        try:
+            at = parse_request_instant(dt) if dt else None
+        except TemporalError:
+            at = None  # the tile URLs will say what is wrong with it
+        async with pool.connection() as conn:
+            cur = await conn.execute("""
+                select kind, st_xmin(e), st_ymin(e), st_xmax(e), st_ymax(e) from (
+                  select kind, st_extent(bounds) as e from city.rasters
+                  where at <= coalesce(%s::timestamptz, now()) group by kind) k""", (at,))
+            rows = {r[0]: list(r[1:]) for r in await cur.fetchall()}
+        q = f"?datetime={quote(dt)}" if dt else ""
+        out = []
+        if "dem" in rows:
+            out.append({"id": "hillshade", "bounds": rows["dem"], "opacity": 0.5,
+                        "tiles": f"{public_url}/raster/dem/hillshade/{{z}}/{{x}}/{{y}}.png{q}"})
+        if "ortho" in rows:
+            out.append({"id": "ortho", "bounds": rows["ortho"],
+                        "tiles": f"{public_url}/raster/ortho/{{z}}/{{x}}/{{y}}.png{q}"})
+        return out
+    return basemaps
 
 
 class _LinksUnderMount:

@@ -24,6 +24,8 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from . import connections
+
 DB_NAME = "gisplatform"
 DB_USER = "gisplatform"
 EXTENSIONS = ("postgis", "btree_gist")
@@ -237,13 +239,13 @@ class EmbeddedPostgres:
         return True
 
     def ensure_database(self) -> None:
-        with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
+        with connections.connect(self.url("postgres"), autocommit=True) as conn:
             exists = conn.execute(
                 "select 1 from pg_database where datname = %s", (DB_NAME,)
             ).fetchone()
             if not exists:
                 conn.execute(sql.SQL("create database {}").format(sql.Identifier(DB_NAME)))
-        with psycopg.connect(self.url(), autocommit=True) as conn:
+        with connections.connect(self.url(), autocommit=True) as conn:
             for ext in EXTENSIONS:
                 conn.execute(
                     sql.SQL("create extension if not exists {}").format(sql.Identifier(ext))
@@ -282,11 +284,12 @@ def database_url(settings, start: bool = False) -> str:
 
 
 def connect(settings, **kwargs) -> psycopg.Connection:
-    """A connection to the platform's database for a CLI command. Not created yet or not
-    reachable: an EmbeddedError whose message is the one line to print."""
+    """A connection to the platform's database for a CLI command, with the platform's
+    session options (db/connections.py). Not created yet or not reachable: an
+    EmbeddedError whose message is the one line to print."""
     url = database_url(settings)
     try:
-        return psycopg.connect(url, **kwargs)
+        return connections.connect(url, **kwargs)
     except psycopg.OperationalError as e:
         raise EmbeddedError(
             f"cannot connect to the database: {str(e).strip().splitlines()[0]}") from None

@@ -30,9 +30,9 @@ def upgrade(url: str, revision: str = "head") -> None:
 
 def current(url: str) -> str | None:
     """The applied revision, or None on a database never migrated."""
-    import psycopg
+    from .connections import connect
 
-    with psycopg.connect(url) as conn:
+    with connect(url, "gisplatform-migrate") as conn:
         if conn.execute("select to_regclass('city.alembic_version')").fetchone()[0] is None:
             return None
         row = conn.execute("select version_num from city.alembic_version").fetchone()

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from psycopg_pool import ConnectionPool
+
 from gisplatform.temporal import LayerSpec
 
 SNAPSHOT, HISTORY, AGGREGATE = "snapshot", "history", "aggregate"
@@ -39,13 +41,13 @@ class Collection:
 
 
 _COLLECTIONS: dict[str, Collection] = {}
-_STATE: dict[str, str] = {}
+_STATE: dict[str, ConnectionPool] = {}
 
 
-def register(collections: list[Collection], database_url: str) -> None:
+def register(collections: list[Collection], pool: ConnectionPool) -> None:
     _COLLECTIONS.clear()
     _COLLECTIONS.update({c.id: c for c in collections})
-    _STATE["url"] = database_url
+    _STATE["pool"] = pool
 
 
 def collections() -> dict[str, Collection]:
@@ -56,5 +58,6 @@ def get(collection_id: str) -> Collection:
     return _COLLECTIONS[collection_id]
 
 
-def database_url() -> str:
-    return _STATE["url"]
+def pool() -> ConnectionPool:
+    """The sync pool of the app that registered these collections (create_app)."""
+    return _STATE["pool"]

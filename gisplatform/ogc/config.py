@@ -74,8 +74,10 @@ def _tile_provider(source: str) -> dict:
             "format": {"name": "mvt", "mimetype": "application/vnd.mapbox-vector-tile"}}
 
 
-def build(public_url: str) -> dict:
-    """The whole configuration as pygeoapi will read it."""
+def build(public_url: str, processors: dict[str, dict]) -> dict:
+    """The whole configuration as pygeoapi will read it. `processors`: process id -> the
+    settings its processor definition carries besides its class (pygeoapi passes that
+    definition to the process's constructor), e.g. the statistics process's city."""
     os.environ["GISPLATFORM_PUBLIC_URL"] = public_url.rstrip("/")
     with open(CONFIG_FILE, encoding="utf-8") as fh:
         cfg = yaml_load(fh)
@@ -103,7 +105,8 @@ def build(public_url: str) -> dict:
 
     for proc in PROCESSES:
         resources[proc.ID] = {"type": "process",
-                              "processor": {"name": f"{proc.__module__}.{proc.__name__}"}}
+                              "processor": {"name": f"{proc.__module__}.{proc.__name__}",
+                                            **processors.get(proc.ID, {})}}
     resources.update({k: v for k, v in overrides.items() if k not in resources})
     cfg["resources"] = resources
     return cfg

@@ -17,12 +17,12 @@ WORLD = [-180.0, -90.0, 180.0, 90.0]  # the bbox of a collection with no geometr
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 
 _lock = threading.Lock()
-_cache: dict[tuple[str, str], tuple[float, Extent]] = {}
+_cache: dict[tuple[int, str], tuple[float, Extent]] = {}
 
 
 def of(c: catalog.Collection) -> Extent:
     table = c.extent_table or c.spec.version_table
-    key = (catalog.database_url(), table)
+    key = (id(catalog.pool()), table)  # per app (tests build several in one process)
     hit = _cache.get(key)
     if hit and time.monotonic() - hit[0] < EXTENT_TTL_S:
         return hit[1]

@@ -105,11 +105,14 @@ def _cached_transform_bbox(bbox: list, from_crs, to_crs, always_xy=False) -> lis
     return list(t.transform(*bbox[:n]) + t.transform(*bbox[n:]))
 
 
-def ogc_app(collections: list[catalog.Collection], database_url: str, public_url: str,
-            workdir: Path):
+def ogc_app(collections: list[catalog.Collection], pool, public_url: str, workdir: Path,
+            processors: dict[str, dict]):
+    """pygeoapi's app over these collections; its providers and processes use `pool` (a
+    sync psycopg pool, db/connections.py make_sync_pool), which the caller closes.
+    `processors`: process id -> settings for it (config.build), e.g. the statistics' city."""
     check_pygeoapi_version()
-    catalog.register(collections, database_url)
-    cfg_path, oas_path = config.write(config.build(public_url), workdir)
+    catalog.register(collections, pool)
+    cfg_path, oas_path = config.write(config.build(public_url, processors), workdir)
     os.environ["PYGEOAPI_CONFIG"] = str(cfg_path)
     os.environ["PYGEOAPI_OPENAPI"] = str(oas_path)
     from pygeoapi import starlette_app  # reads the two files above at (first) import

@@ -14,13 +14,10 @@ import json
 from psycopg import sql
 from pygeoapi.process.base import BaseProcessor, ProcessorExecuteError
 
-from gisplatform.security import current_principal, require
+from gisplatform.security import SMALL_COUNT, current_principal, require
 
 from . import catalog
-from .provider import parse_datetime, pool
-
-# Counts below this are reported as suppressed: a count of 1 in a small polygon is a person.
-MIN_COUNT = 3
+from .provider import parse_datetime
 
 
 def _meta(pid: str, title: str, description: str, inputs: dict, outputs: dict, example: dict) -> dict:
@@ -58,7 +55,7 @@ def _instant(data: dict, key: str = "datetime"):
 
 def _run(query: sql.Composable, params: dict) -> list[tuple]:
     try:
-        with pool().connection() as conn:
+        with catalog.pool().connection() as conn:
             return conn.execute(query, params).fetchall()
     except Exception as e:  # bad geometry and the like reach us as database errors
         if getattr(e, "sqlstate", "") and str(e.sqlstate).startswith(("22", "XX")):
@@ -76,7 +73,7 @@ class PopulationInPolygon(BaseProcessor):
         super().__init__(processor_def, _meta(
             self.ID, "Population in a polygon",
             "Residents (registered / floating) living in the polygon at a datetime. Aggregate "
-            f"only; counts under {MIN_COUNT} are suppressed.",
+            f"only; counts under {SMALL_COUNT} are suppressed.",
             {"geometry": GEOMETRY_IN, "datetime": DATETIME_IN}, JSON_OUT,
             {"geometry": SQUARE, "datetime": "2024-01-01T00:00:00+08:00"}))
 
@@ -90,11 +87,12 @@ class PopulationInPolygon(BaseProcessor):
             f" and st_intersects(p.geom, {GEOM_SQL})"), {"geom": geom, "at": when})
 
         def safe(n):
-            return n if n == 0 or n >= MIN_COUNT else None
+            # a count of 1 in a small polygon is a person
+            return n if n == 0 or n >= SMALL_COUNT else None
         return "application/json", {
             "datetime": when.isoformat() if when else "now", "total": safe(total),
             "registered": safe(reg), "floating": safe(flo),
-            "suppressed": any(0 < n < MIN_COUNT for n in (total, reg, flo))}
+            "suppressed": any(0 < n < SMALL_COUNT for n in (total, reg, flo))}
 
 
 class CamerasCovering(BaseProcessor):
@@ -210,24 +208,28 @@ class LegalPersonsNear(BaseProcessor):
 
 
 class StatsTimeseries(BaseProcessor):
-    """The command-centre statistics of /api/stats/{topic} (gisplatform/api/stats.py) as a
-    process: the same parameters, checks and JSON."""
+    """The command-centre statistics of /api/stats/{topic} (gisplatform/stats) as a
+    process: the same parameters, checks and JSON. The city counted comes in the processor
+    definition (`city`: the `StatsCity` fields), which the composition root passes to
+    config.build through mount.ogc_app."""
     ID = "stats-timeseries"
 
     def __init__(self, processor_def):
-        from gisplatform.api.stats import EVALUATION_GROUPS, FIRST_MONTH, TOPICS
+        from gisplatform.stats import EVALUATION_GROUPS, TOPICS, StatsCity
+
+        city = StatsCity(**processor_def["city"])
 
         def text(title, description, **schema):
             return {"title": title, "description": description,
                     "schema": {"type": "string", **schema}, "minOccurs": 0, "maxOccurs": 1}
         super().__init__(processor_def, _meta(
             self.ID, "Command-centre statistics: monthly series by area",
-            "Monthly series by admin area (6-digit GB/T 2260 code; 210400 = the whole city): "
+            f"Monthly series by admin area (6-digit GB/T 2260 code; {city.code} = the whole city): "
             "population, legal persons, buildings, cameras, cases, and the evaluation figures "
             "(on-time closing rate, overdue count, rework rate) per area, department or grid. "
             "Aggregates only; the same answer as GET /api/stats/{topic}.",
             {"topic": {**text("topic", "what to count", enum=list(TOPICS)), "minOccurs": 1},
-             "from": text("from", f"first month, YYYY-MM (default {FIRST_MONTH})",
+             "from": text("from", f"first month, YYYY-MM (default {city.first_month})",
                           pattern=r"^\d{4}-\d{2}$"),
              "to": text("to", "last month, YYYY-MM (default the current month, UTC+8)",
                         pattern=r"^\d{4}-\d{2}$"),
@@ -235,16 +237,17 @@ class StatsTimeseries(BaseProcessor):
              "by": text("by", "evaluation only: group by", enum=list(EVALUATION_GROUPS)),
              "known_at": text("known_at", "instant: count what was known then")}, JSON_OUT,
             {"topic": "population", "from": "2024-01", "to": "2024-12", "area": "210402"}))
+        self.city = city
 
     def authorize(self, inputs: dict) -> None:
-        from gisplatform.api.stats import TOPICS, check_access
+        from gisplatform.stats import TOPICS, check_access
 
         if inputs.get("topic") in TOPICS:  # an unknown one is the 400 of execute
             check_access(inputs["topic"],
                          {c.layer: c.sharing for c in catalog.collections().values()})
 
     def execute(self, data, outputs=None):
-        from gisplatform.api.stats import (
+        from gisplatform.stats import (
             StatsError,
             check_access,
             compute,
@@ -257,9 +260,9 @@ class StatsTimeseries(BaseProcessor):
                 raise ProcessorExecuteError(user_msg=f"{k} must be a string")
         try:
             q = make_query(params["topic"] or "", params["from"], params["to"], params["area"],
-                           params["by"], params["known_at"])
+                           params["by"], params["known_at"], city=self.city)
             check_access(q.topic, {c.layer: c.sharing for c in catalog.collections().values()})
-            with pool().connection() as conn:
+            with catalog.pool().connection() as conn:
                 return "application/json", compute(conn, q)
         except StatsError as e:
             raise ProcessorExecuteError(user_msg=str(e)) from None

@@ -12,14 +12,12 @@ from __future__ import annotations
 import functools
 import json
 import math
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
 import psycopg
 from psycopg import sql
-from psycopg_pool import ConnectionPool
 from pygeoapi.provider.base import (
     BaseProvider,
     ProviderConnectionError,
@@ -28,9 +26,7 @@ from pygeoapi.provider.base import (
     ProviderItemNotFoundError,
 )
 
-from gisplatform.config import get_settings
 from gisplatform.crs import CRSError, resolve_crs
-from gisplatform.db.pool import make_sync_pool
 from gisplatform.security import (
     READ,
     READ_PERSONAL_ACTION,
@@ -66,37 +62,16 @@ MAX_LIMIT = 10_000
 # provider's `fields` are then the ones this caller may use as inputs.
 LISTING_QUERYABLES: ContextVar[bool] = ContextVar("listing_queryables", default=False)
 
-_pool_lock = threading.Lock()
-_pools: dict[str, ConnectionPool] = {}
-
-
-def pool() -> ConnectionPool:
-    url = catalog.database_url()
-    with _pool_lock:
-        if url not in _pools:
-            settings = get_settings()
-            _pools[url] = make_sync_pool(url, max_size=settings.pool_max,
-                                         timeout=settings.pool_timeout)
-        return _pools[url]
-
-
 @contextmanager
 def connection() -> Iterator[psycopg.Connection]:
     """A pooled connection. The database down, restarting or out of connections is a 503
     the client may retry, never a traceback; other errors pass through unchanged."""
     try:
-        with pool().connection() as conn:
+        with catalog.pool().connection() as conn:
             yield conn
     except psycopg.OperationalError as e:  # PoolTimeout and a lost connection included
         raise DatabaseUnavailable(
             user_msg=f"the database is unavailable ({type(e).__name__}); retry shortly") from e
-
-
-def close_pools() -> None:
-    with _pool_lock:
-        for p in _pools.values():
-            p.close()
-        _pools.clear()
 
 
 class DatabaseUnavailable(ProviderConnectionError):

@@ -19,7 +19,7 @@ from . import catalog, extents
 UPDATE_FREQUENCY = {catalog.SNAPSHOT: "continual", catalog.HISTORY: "continual",
                     catalog.AGGREGATE: "continual"}
 # Records from elsewhere than the collections, by source name: the open data downloads
-# (gisplatform/opendata.py, registered by its router). Each returns finished records.
+# (gisplatform/opendata/, registered by its router). Each returns finished records.
 EXTRA_RECORDS: dict[str, Callable[[], list[dict]]] = {}
 
 

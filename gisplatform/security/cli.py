@@ -18,6 +18,8 @@ import datetime
 
 import typer
 
+from gisplatform.console import connection, fail
+
 from .analyst import create_analyst_user
 from .principals import LEVELS
 from .tokens import create_token, list_departments, list_tokens, parse_grant, revoke_token
@@ -27,29 +29,13 @@ analyst_app = typer.Typer(help="PostGIS logins for GIS analysts (read-only, publ
                           no_args_is_help=True)
 
 
-
 @analyst_app.callback()
 def _analyst() -> None:
     """PostGIS logins for GIS analysts (read-only, public views)."""  # keeps `create` a subcommand
 
 
-def _fail(msg: str, code: int = 1) -> typer.Exit:
-    typer.echo(f"error: {msg}", err=True)
-    return typer.Exit(code)
-
-
-def _connect():
-    from gisplatform.config import get_settings
-    from gisplatform.db.embedded import EmbeddedError, connect
-
-    try:
-        return connect(get_settings(), autocommit=True)
-    except EmbeddedError as e:
-        raise _fail(str(e)) from None
-
-
 def _missing_tables(e: Exception) -> typer.Exit:
-    return _fail(f"{str(e).strip().splitlines()[0]} (run `gisplatform db migrate`)")
+    return fail(f"{str(e).strip().splitlines()[0]} (run `gisplatform db migrate`)")
 
 
 @token_app.command("create")
@@ -67,17 +53,17 @@ def token_create(
     try:
         grants = [parse_grant(g) for g in grant]
     except ValueError as e:
-        raise _fail(str(e), 2) from None
+        raise fail(str(e), 2) from None
     expires_at = None
     if expires_in_days is not None:
         if expires_in_days < 1:
-            raise _fail("--expires-in-days must be at least 1", 2)
+            raise fail("--expires-in-days must be at least 1", 2)
         expires_at = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=expires_in_days)
-    with _connect() as conn:
+    with connection(autocommit=True) as conn:
         try:
             token_id, secret = create_token(conn, department, grants, label, expires_at)
         except ValueError as e:
-            raise _fail(str(e)) from None
+            raise fail(str(e)) from None
         except psycopg.errors.UndefinedTable as e:
             raise _missing_tables(e) from None
     typer.echo(secret)
@@ -95,7 +81,7 @@ def token_list() -> None:
     """Every token: id, department, label, grants, expiry, revocation (never secrets)."""
     import psycopg
 
-    with _connect() as conn:
+    with connection(autocommit=True) as conn:
         try:
             tokens = list_tokens(conn)
         except psycopg.errors.UndefinedTable as e:
@@ -112,11 +98,11 @@ def token_revoke(token_id: int = typer.Argument(..., help="The token's id (see `
     """Revoke a token: it stops working on the next request."""
     import psycopg
 
-    with _connect() as conn:
+    with connection(autocommit=True) as conn:
         try:
             was_active = revoke_token(conn, token_id)
         except LookupError as e:
-            raise _fail(str(e)) from None
+            raise fail(str(e)) from None
         except psycopg.errors.UndefinedTable as e:
             raise _missing_tables(e) from None
     typer.echo(f"token {token_id} revoked" if was_active else f"token {token_id} was already revoked",
@@ -128,7 +114,7 @@ def token_departments() -> None:
     """The departments tokens can be issued to (code and name)."""
     import psycopg
 
-    with _connect() as conn:
+    with connection(autocommit=True) as conn:
         try:
             rows = list_departments(conn)
         except psycopg.errors.UndefinedTable as e:
@@ -149,14 +135,14 @@ def analyst_create(
     from .analyst import ANALYST_USERNAME
 
     if not ANALYST_USERNAME.match(username) or username.startswith("pg_"):
-        raise _fail(f"username {username!r} must match ^[a-z_][a-z0-9_]{{0,62}}$ "
+        raise fail(f"username {username!r} must match ^[a-z_][a-z0-9_]{{0,62}}$ "
                     "and not start with pg_", 2)
 
-    with _connect() as conn:
+    with connection(autocommit=True) as conn:
         try:
             create_analyst_user(conn, username, password)
         except ValueError as e:
-            raise _fail(str(e)) from None
+            raise fail(str(e)) from None
         except psycopg.errors.InsufficientPrivilege as e:
-            raise _fail(str(e).strip().splitlines()[0]) from None
+            raise fail(str(e).strip().splitlines()[0]) from None
     typer.echo(f"analyst login {username} created (role gisplatform_analyst)", err=True)

@@ -32,7 +32,7 @@ __all__ = [
 READ, READ_PERSONAL, WRITE = "read", "read_personal", "write"
 LEVELS = (READ, READ_PERSONAL, WRITE)
 
-# Same strings as layers.registry (the kernel may not import it).
+# Government data-sharing classes (国发〔2016〕51号), which layers declare.
 UNCONDITIONAL, CONDITIONAL, NOT_SHARED = "unconditional", "conditional", "not_shared"
 SHARING_CLASSES = (UNCONDITIONAL, CONDITIONAL, NOT_SHARED)
 

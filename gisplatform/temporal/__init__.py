@@ -10,6 +10,7 @@ from .errors import (
     UnknownFeatureError,
 )
 from .instants import (
+    BEIJING_TIME,
     city_midnight,
     parse_instant,
     parse_interval,
@@ -19,7 +20,7 @@ from .spec import SCHEMA, SRID, Attribute, LayerSpec, contains_sql, create_sql, 
 from .store import Feature, SyncResult, TemporalStore, write_transaction
 
 __all__ = [
-    "city_midnight", "contains_sql", "parse_request_instant",
+    "BEIJING_TIME", "city_midnight", "contains_sql", "parse_request_instant",
     "Attribute", "ConflictError", "Feature", "InvalidFeatureError", "LayerSpec",
     "NaiveTimestampError", "OverlapError", "RetiredFeatureError", "SCHEMA", "SRID",
     "SyncResult", "TemporalError", "TemporalStore", "UnknownFeatureError", "create_sql", "drop_sql",

@@ -3,9 +3,13 @@ a city platform that guesses the zone silently shifts history by eight hours."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta, timezone
 
 from .errors import NaiveTimestampError, TemporalError
+
+# China's one civil time (UTC+8, no daylight saving since 1991): a bare date in a request
+# is midnight in it; the city's code (stats months, display, demo) uses this one definition.
+BEIJING_TIME = timezone(timedelta(hours=8))
 
 
 def parse_instant(value: str | datetime) -> datetime:
@@ -52,7 +56,10 @@ def city_midnight(text: str) -> str:
     anything else is returned as given, for the parsers above to judge."""
     t = text.strip()
     if len(t) == 10 and t[4] == "-" and t[7] == "-":
-        return f"{t}T00:00:00+08:00"
+        try:
+            return datetime.fromisoformat(t).replace(tzinfo=BEIJING_TIME).isoformat()
+        except ValueError:
+            return t
     return t
 
 

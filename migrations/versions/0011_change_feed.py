@@ -1,5 +1,5 @@
 """Change feed: a log of every version opened or closed, written by the writing transaction,
-and the webhook subscriptions that follow it (gisplatform/api/changes.py, webhooks.py).
+and the webhook subscriptions that follow it (gisplatform/changefeed/feed.py, webhooks.py).
 
 `city.change_log` gets one row per version row a statement inserts ('opened'), updates
 ('superseded' when its `recorded` upper bound is set, 'valid_changed' when its `valid`

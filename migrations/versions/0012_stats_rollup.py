@@ -1,5 +1,5 @@
 """Statistics rollup: the valid-at-a-month-start counts of a layer, pre-aggregated and
-persisted (gisplatform/api/stats.py, `Rollup`, explains how it is kept exact).
+persisted (gisplatform/stats/rollup.py, `Rollup`, explains how it is kept exact).
 
 `city.stats_rollup`: one row per (layer, area, key values, lo, hi) with the number of
 current versions (upper_inf(recorded)) whose validity covers the month starts lo <= i < hi;

@@ -52,9 +52,10 @@ from urllib.parse import urlsplit
 
 import psycopg
 
+from gisplatform.db.connections import aconnect, connect
 from gisplatform.security import AccessDenied, AuthError, Principal
 
-from .changes import (
+from .feed import (
     BEGINNING,
     CHANNEL,
     CursorError,
@@ -199,9 +200,8 @@ class WebhookDeliverer:
         delay = 0.5
         while True:
             try:
-                async with await psycopg.AsyncConnection.connect(
-                        self.url, autocommit=True,
-                        application_name="gisplatform-webhooks-listen") as listen:
+                async with await aconnect(self.url, "gisplatform-webhooks-listen",
+                                          autocommit=True) as listen:
                     await listen.execute(f"listen {CHANNEL}")
                     delay = 0.5
                     while True:
@@ -256,9 +256,7 @@ class WebhookDeliverer:
     def _connection(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed:
             self._owned.clear()
-            self._conn = psycopg.connect(
-                self.url, autocommit=True, application_name="gisplatform-webhooks",
-                options="-c timezone=Asia/Shanghai")
+            self._conn = connect(self.url, "gisplatform-webhooks", autocommit=True)
         return self._conn
 
     def _maybe_prune(self, conn: psycopg.Connection) -> None:

@@ -16,20 +16,7 @@ from datetime import timedelta
 
 import typer
 
-
-def _fail(msg: str, code: int = 1) -> typer.Exit:
-    typer.echo(f"error: {msg}", err=True)
-    return typer.Exit(code)
-
-
-def _connect():
-    from gisplatform.config import get_settings
-    from gisplatform.db.embedded import EmbeddedError, connect
-
-    try:
-        return connect(get_settings(), autocommit=True)
-    except EmbeddedError as e:
-        raise _fail(str(e)) from None
+from gisplatform.console import connection, fail
 
 
 def changes_app(layer_names: Callable[[], Iterable[str]]) -> typer.Typer:
@@ -51,16 +38,16 @@ def changes_app(layer_names: Callable[[], Iterable[str]]) -> typer.Typer:
         names = set(layer_names())
         name = layer.removesuffix("-history")
         if name not in names:
-            raise _fail(f"unknown layer {layer!r} (known: {', '.join(sorted(names))})", 2)
+            raise fail(f"unknown layer {layer!r} (known: {', '.join(sorted(names))})", 2)
         try:
             check_url(url)
         except ValueError as e:
-            raise _fail(str(e), 2) from None
-        with _connect() as conn:
+            raise fail(str(e), 2) from None
+        with connection(autocommit=True) as conn:
             try:
                 sub_id, secret = subscribe(conn, url, name, token_id, from_start)
             except ValueError as e:
-                raise _fail(str(e)) from None
+                raise fail(str(e)) from None
         typer.echo(f"subscription {sub_id}: {name} -> {url}")
         typer.echo(f"secret: {secret}")
         typer.echo("(shown once: the receiver checks X-Gisplatform-Signature with it)", err=True)
@@ -70,7 +57,7 @@ def changes_app(layer_names: Callable[[], Iterable[str]]) -> typer.Typer:
         """Subscriptions and their delivery state (never a secret)."""
         from .webhooks import list_subscriptions
 
-        with _connect() as conn:
+        with connection(autocommit=True) as conn:
             rows = list_subscriptions(conn)
         for r in rows:
             state = "active" if r["active"] else "stopped"
@@ -83,21 +70,21 @@ def changes_app(layer_names: Callable[[], Iterable[str]]) -> typer.Typer:
         """Delete a subscription."""
         from .webhooks import unsubscribe
 
-        with _connect() as conn:
+        with connection(autocommit=True) as conn:
             try:
                 unsubscribe(conn, sub_id)
             except LookupError as e:
-                raise _fail(str(e)) from None
+                raise fail(str(e)) from None
         typer.echo(f"subscription {sub_id} deleted")
 
     @app.command("prune")
     def prune_(older_than_days: float = typer.Option(30, help="Keep this many days.")) -> None:
         """Delete change-log entries older than the retention; older cursors get 410."""
-        from .changes import prune
+        from .feed import prune
 
         if older_than_days < 0:
-            raise _fail("--older-than-days must be >= 0", 2)
-        with _connect() as conn:
+            raise fail("--older-than-days must be >= 0", 2)
+        with connection(autocommit=True) as conn:
             n = prune(conn, timedelta(days=older_than_days))
         typer.echo(f"{n} change-log entries pruned")
 

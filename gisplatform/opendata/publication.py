@@ -11,8 +11,8 @@ snapshot's content changed since the last one: its fingerprint is a hash of the 
 ids it holds (a version's content never changes) plus the layer's schema and masks. The
 version is built in a hidden directory and renamed into place; the last `keep` are kept.
 
-Publishing is an operator's act: `gisplatform opendata publish`, or the app's schedule
-(`GISPLATFORM_OPENDATA_EVERY`, gisplatform/api/opendata.py) under a PostgreSQL advisory
+Publishing is an operator's act: `gisplatform opendata publish` (opendata/cli.py), or the
+app's schedule (`GISPLATFORM_OPENDATA_EVERY`, opendata/routes.py) under a PostgreSQL advisory
 lock so one replica publishes. The kernel never imports `layers`: callers pass layer
 objects (`.spec`, `.sharing`, `.department`, `.keywords`).
 """
@@ -32,6 +32,7 @@ from pathlib import Path
 
 from psycopg import sql
 
+from gisplatform.db.connections import connect
 from gisplatform.exports import FORMATS, MEDIA_TYPES, ExportError, ExportRequest, export
 from gisplatform.exports import snapshot_sql as _snapshot_sql
 from gisplatform.security import ANONYMOUS, UNCONDITIONAL, personal_masks
@@ -138,8 +139,6 @@ def publish(url: str, layers: Iterable, data_dir: Path, *, at: dt.datetime | Non
             on_layer: Callable[[Published], None] | None = None) -> list[Published]:
     """Publish each of `layers` (all unconditional, else ExportError) whose snapshot (valid
     at `at`, default now) changed since its last version; keep the newest `keep`."""
-    import psycopg
-
     layers = list(layers)
     for layer in layers:
         if layer.sharing != UNCONDITIONAL:
@@ -148,7 +147,7 @@ def publish(url: str, layers: Iterable, data_dir: Path, *, at: dt.datetime | Non
     if keep < 1:
         raise ExportError("keep at least 1 version")
     out = []
-    with psycopg.connect(url, autocommit=True) as conn:
+    with connect(url, "gisplatform-opendata", autocommit=True) as conn:
         now = conn.execute("select now()").fetchone()[0].astimezone(dt.UTC)
         at = (at or now).astimezone(dt.UTC)
         for layer in layers:

@@ -1,8 +1,8 @@
 """Exports: one layer's snapshot (or history) to a GeoPackage, GeoJSON, CSV or GeoParquet file.
 
-Shared by `gisplatform export`, the HTTP export jobs (gisplatform/api/exports.py) and the open
-data publication (gisplatform/opendata.py). The kernel never imports `layers`: callers pass
-the layer as any object with `.spec` (a LayerSpec) and `.sharing`.
+Shared by `gisplatform export` (exports/cli.py), the HTTP export jobs (exports/routes.py) and
+the open data publication (gisplatform/opendata/publication.py). The kernel never imports
+`layers`: callers pass the layer as any object with `.spec` (a LayerSpec) and `.sharing`.
 
 How it streams: the SELECT (masking in SQL, through `security.mask_sql`, unless the
 principal's grant unmasks) is read with the ADBC PostgreSQL driver, which runs it as a
@@ -35,6 +35,7 @@ from pathlib import Path
 from psycopg import sql
 
 from gisplatform.crs import CRSError, resolve_crs
+from gisplatform.db.connections import connect
 from gisplatform.security import (
     EXPORT_ACTION,
     AccessDenied,
@@ -338,7 +339,6 @@ def export(url: str, layer, req: ExportRequest, principal: Principal, target: st
     exception it raises aborts the export. ExportRefused / ExportError for what the caller
     can fix; anything else (database, disk) propagates; in every failing case no file is
     left behind."""
-    import psycopg
     import pyarrow as pa
 
     t0 = time.perf_counter()
@@ -348,7 +348,7 @@ def export(url: str, layer, req: ExportRequest, principal: Principal, target: st
     acc = check_access(layer, principal)
     unmask = acc.unmask and bool(personal_masks(layer.spec.attributes))
     check_writable(target)
-    with psycopg.connect(url, autocommit=True) as conn:
+    with connect(url, "gisplatform-export", autocommit=True) as conn:
         at = req.at or conn.execute("select now()").fetchone()[0]
         select, body = _select(layer, req, unmask, at)
         total = conn.execute(sql.SQL("select count(*) {}").format(body)).fetchone()[0]

@@ -1,4 +1,4 @@
-"""`gisplatform stats …`: the statistics rollups (gisplatform/api/stats.py, `Rollup`).
+"""`gisplatform stats …`: the statistics rollups (rollup.py, `Rollup`).
 
     stats rebuild [--layer L] [--if-needed]   count the rollups anew (seconds per layer)
     stats status                              when each was counted, changes since
@@ -14,24 +14,9 @@ from typing import Annotated
 
 import typer
 
-from . import stats
+from gisplatform.console import connection, fail
 
-
-def _fail(msg: str, code: int = 1) -> typer.Exit:
-    typer.echo(f"error: {msg}", err=True)
-    return typer.Exit(code)
-
-
-def _connect():
-    from gisplatform.config import get_settings
-    from gisplatform.db.embedded import EmbeddedError, connect
-    from gisplatform.db.pool import OPTIONS
-
-    try:
-        return connect(get_settings(), autocommit=True, options=OPTIONS)
-    except EmbeddedError as e:
-        raise _fail(str(e)) from None
-
+from . import rollup as stats
 
 stats_app = typer.Typer(help="Statistics: the persisted rollups behind /api/stats.",
                         no_args_is_help=True)
@@ -45,10 +30,10 @@ def rebuild(layer: Annotated[list[str] | None, typer.Option(
     """Count the rollups anew (one pass over each layer's version table)."""
     unknown = [x for x in layer or [] if x not in stats.COUNTED]
     if unknown:
-        raise _fail(f"unknown layer(s) {', '.join(unknown)}; layers: {', '.join(stats.COUNTED)}", 2)
-    with _connect() as conn:
+        raise fail(f"unknown layer(s) {', '.join(unknown)}; layers: {', '.join(stats.COUNTED)}", 2)
+    with connection(autocommit=True) as conn:
         if not stats._ROLLUP.usable(conn):
-            raise _fail("no change feed here (migration 0011 missing, or Citus): statistics "
+            raise fail("no change feed here (migration 0011 missing, or Citus): statistics "
                         "are counted directly, there is no rollup to build")
         took = stats.rebuild_all(conn, layer or None, if_needed=if_needed)
     for name, seconds in took.items():
@@ -58,9 +43,9 @@ def rebuild(layer: Annotated[list[str] | None, typer.Option(
 @stats_app.command("status")
 def status() -> None:
     """Each rollup: when it was counted, how long it took, versions counted, changes since."""
-    with _connect() as conn:
+    with connection(autocommit=True) as conn:
         if not stats._ROLLUP.usable(conn):
-            raise _fail("no change feed here (migration 0011 missing, or Citus): no rollups")
+            raise fail("no change feed here (migration 0011 missing, or Citus): no rollups")
         for name, counted in stats.COUNTED.items():
             state = stats._ROLLUP.check(conn, counted)
             if state is None:

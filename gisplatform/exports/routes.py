@@ -9,7 +9,7 @@ A small runner of our own rather than pygeoapi's async Processes: a job must run
 requesting principal's grants (pygeoapi's manager runs processes without our per-request
 principal), belong to its creator's token, and hand back a file of hundreds of MB by
 streaming it (pygeoapi's job results are read into memory). So: a thread pool
-(`GISPLATFORM_EXPORTS_WORKERS`) runs `gisplatform.exports.export` with the principal
+(`GISPLATFORM_EXPORTS_WORKERS`) runs `gisplatform.exports.export` (files.py) with the principal
 captured when the job was accepted; each job is a directory `<data dir>/exports/<id>/`
 holding `job.json` (written atomically) and the file, so any worker process on the host
 answers for it. Jobs and files are deleted `GISPLATFORM_EXPORTS_TTL_HOURS` after they were
@@ -37,8 +37,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from gisplatform.api.responses import errors
 from gisplatform.errors import problem
-from gisplatform.exports import (
+from gisplatform.security import AuthError, Principal, current_principal
+
+from .files import (
     FORMATS,
     MEDIA_TYPES,
     ExportError,
@@ -47,9 +50,6 @@ from gisplatform.exports import (
     export,
     make_request,
 )
-from gisplatform.security import Principal, current_principal
-
-from .responses import errors
 
 JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 ACTIVE = ("queued", "running")
@@ -242,8 +242,8 @@ def exports_router(layers: dict, url: str, settings) -> APIRouter:
         """Start an export job with the caller's grants (masking and audit as for any read)."""
         principal = current_principal.get()
         if principal.anonymous:
-            return problem(401, "exports need a token (Authorization: Bearer …): a job "
-                                "belongs to the token that asked for it")
+            raise AuthError("exports need a token (Authorization: Bearer …): a job "
+                            "belongs to the token that asked for it")
         try:
             body = json.loads(await request.body() or b"null")
         except ValueError:

@@ -29,10 +29,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from gisplatform import opendata
+from gisplatform.api.responses import errors
+from gisplatform.db.connections import connect
 from gisplatform.ogc import records
 
-from .responses import errors
+from . import publication as opendata
 
 log = logging.getLogger("gisplatform.opendata")
 TYPES = {".gpkg": "application/geopackage+sqlite3", ".geojson": "application/geo+json",
@@ -49,9 +50,7 @@ def publish_locked(url: str, layers: list, data_dir: Path, keep: int, license: s
                    public_url: str) -> list | None:
     """One scheduled round: publish under the advisory lock; None if another replica
     holds it."""
-    import psycopg
-
-    with psycopg.connect(url, autocommit=True) as conn:
+    with connect(url, "gisplatform-opendata", autocommit=True) as conn:
         if not conn.execute("select pg_try_advisory_lock(%s)",
                             (opendata.ADVISORY_LOCK,)).fetchone()[0]:
             return None

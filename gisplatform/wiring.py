@@ -1,0 +1,162 @@
+"""The composition: the layer registry turned into what each part of the platform serves.
+
+`app.py` (HTTP) and `cli.py` (the command line) import this module; nothing else does.
+The kernel, `tiles` and `models3d` never import `layers`: they receive from here, as
+parameters, the collections, tile sources, search targets and city facts they need.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+
+from .ogc import catalog
+from .security import personal_masks
+from .stats import StatsCity
+
+# Writes to a layer also change the tiles of the sources derived from it.
+TILE_DEPENDENTS = {"persons": ("population-grid",), "grid-cells": ("population-grid",),
+                   "admin-areas": ("population-grid",)}
+
+# What `/api/search` matches: (layer, label SQL, text column for trigram search or None).
+SEARCHED = (("addresses", "address", "address"),
+            ("buildings", "fid || coalesce(' ' || name, '')", "name"),
+            ("legal-persons", "name || ' ' || fid", "name"),
+            ("cameras", "name || ' ' || fid", None))
+
+
+def layers() -> Mapping:
+    """The layer registry (name → layer), imported on first use: the CLI's quick commands
+    need not load every theme."""
+    from layers import LAYERS
+
+    return LAYERS
+
+
+def city_bbox() -> tuple[float, float, float, float]:
+    """The municipality (EPSG:4490): the default area of tile seeding and exports, the
+    place rasters and 3D tilesets must cover."""
+    from layers.fushun import CITY_BBOX
+
+    return CITY_BBOX
+
+
+def stats_city() -> StatsCity:
+    """The city the statistics count: its code (the whole city's series), its name and the
+    default first month (the action plan's start)."""
+    from layers.fushun import CITY_CODE, CITY_NAME, PLAN_START_MONTH
+
+    return StatsCity(CITY_CODE, CITY_NAME, PLAN_START_MONTH)
+
+
+def ogc_processors() -> dict[str, dict]:
+    """What the OGC processes find in their processor definition (ogc/config.py build):
+    the statistics process, the city it counts."""
+    from .ogc.processes import StatsTimeseries
+
+    return {StatsTimeseries.ID: {"city": asdict(stats_city())}}
+
+
+def ogc_collections() -> list[catalog.Collection]:
+    """Every layer as a snapshot and a history collection, plus the population aggregates."""
+    from gisplatform.temporal import LayerSpec
+    from layers.population import PERSONS
+
+    out = []
+    for layer in layers().values():
+        personal = personal_masks(layer.spec.attributes)
+        for kind, cid in ((catalog.SNAPSHOT, layer.name), (catalog.HISTORY, f"{layer.name}-history")):
+            out.append(catalog.Collection(
+                cid, kind, layer.spec, layer.sharing, layer.department, layer.keywords, personal,
+                prepare=row_checker(layer) if kind == catalog.SNAPSHOT else None,
+                tiles=layer.name if kind == catalog.SNAPSHOT else None))
+    for cid, level, title in (("population-grid", "grid", "人口网格统计 Population per grid cell"),
+                              ("population-areas", "area", "人口区划统计 Population per district")):
+        spec = LayerSpec(cid, "MultiPolygon", title=title, extra={"level": level},
+                         description="Registered and floating residents at any datetime "
+                                     "(public aggregate; never individual persons).")
+        out.append(catalog.Collection(cid, catalog.AGGREGATE, spec, "unconditional",
+                                      PERSONS.department, ("人口", "统计", "population"),
+                                      tiles="population-grid" if level == "grid" else None,
+                                      extent_table=PERSONS.spec.version_table))
+    return out
+
+
+def tile_sources() -> dict:
+    """Every layer as a vector tile source (declared in the layer's `tiles` settings),
+    plus the population aggregate: districts at low zoom, grid cells from z12."""
+    from layers.population import PERSONS
+    from tiles.sources import TileSource
+
+    out = {}
+    for layer in layers().values():
+        t, personal = layer.tiles, set(layer.personal)
+        props = tuple(a.name for a in layer.spec.attributes if a.name not in personal
+                      and (t.properties is None or a.name in t.properties))
+        out[layer.name] = TileSource(
+            layer.name, layer.spec.title, layer.spec.geometry_type, layer.sharing,
+            version_table=layer.spec.version_table, properties=props,
+            property_types={a.name: a.type for a in layer.spec.attributes},
+            detail_zoom=t.detail_zoom, minzoom=t.minzoom, maxzoom=t.maxzoom, color=t.color,
+            theme=layer.theme, description=layer.spec.description)
+    out["population-grid"] = TileSource(
+        "population-grid", "人口统计 Population (districts, then grid cells from z12)",
+        "MultiPolygon", "unconditional", kind="population", theme=PERSONS.theme,
+        detail_zoom=0, description="Registered and floating residents: a public aggregate.")
+    return out
+
+
+def feed_layers(collections: list[catalog.Collection]) -> dict:
+    """The change feed's layers: each layer and its -history collection (not aggregates)."""
+    from .changefeed import FeedLayer
+
+    return {c.id: FeedLayer(c.layer, c.spec, c.sharing, c.personal) for c in collections
+            if c.kind != catalog.AGGREGATE}
+
+
+def stats_sharing() -> dict[str, str]:
+    """layer → sharing class, for the layers the statistics count."""
+    from .stats import sharing_of
+
+    return sharing_of(layers())
+
+
+def searchables() -> list:
+    from .api.search import Searchable
+
+    return [Searchable(name, layers()[name].sharing, label, text)
+            for name, label, text in SEARCHED]
+
+
+def row_checker(layer):
+    """OGC transactions check a feature exactly as `gisplatform import` checks a row."""
+    from layers.importer import Mapping as ImportMapping
+    from layers.importer import Row, prepare
+
+    def check(props: dict, geom):
+        key = None
+        if layer.fid_needs_key:  # the database's pseudonym key (persons: fid from ID number)
+            from gisplatform.security import read_pseudonym_key
+
+            from .ogc.provider import connection
+            with connection() as conn:
+                key = read_pseudonym_key(conn)
+        feats, rejects, _, _ = prepare(layer, [Row(1, geom, props)], lambda x, y: (x, y),
+                                       ImportMapping(), lambda a: None, None, True, fid_key=key)
+        if rejects:
+            raise ValueError(rejects[0].reason)
+        return feats[0].fid, feats[0].properties, feats[0].geometry
+    return check
+
+
+@dataclass(frozen=True)
+class CliParts:
+    """What the sub-commands of `gisplatform` (tiles, 3d, raster) get from the composition
+    root, as the typer context's `obj`."""
+
+    tile_sources: Callable[[], dict]
+    tile_dependents: Mapping[str, tuple[str, ...]]
+    city_bbox: Callable[[], tuple[float, float, float, float]]
+
+
+CLI_PARTS = CliParts(tile_sources, TILE_DEPENDENTS, city_bbox)
