@@ -341,6 +341,16 @@ def _stats_rollups(url: str) -> None:
         err.print(f"statistics rollups counted: {', '.join(built)} ({time.perf_counter() - t:.1f}s)")
 
 
+def _tile_pyramids(url: str) -> None:
+    """Build the tile pyramids that are missing (after a demo load, a new layer or changed
+    tile zooms), so the first low-zoom tiles do not scan every version (tiles/pyramid.py)."""
+    from tiles.pyramid import ensure
+
+    with connect(url, "gisplatform-tiles") as conn:
+        ensure(conn, CLI_PARTS.tile_sources().values(), on_layer=lambda name, secs: err.print(
+            f"tile pyramid built: {name} ({secs:.1f}s)"))
+
+
 @app.command()
 @friendly
 def up(
@@ -350,7 +360,8 @@ def up(
 ) -> None:
     """Everything: start the database (embedded unless DATABASE_URL), migrate, load the
     small demo city when the layers are empty (its rasters when none are registered, the
-    demo real-scene block when it is not), bring the 3D buildings tileset up to date, serve."""
+    demo real-scene block when it is not), bring the 3D buildings tileset up to date, build
+    the tile pyramids and statistics rollups that are missing, serve."""
     from layers.demo import is_empty
     from models3d.realscene_demo import NAME as REALSCENE_DEMO
     from models3d.registry import get_tileset
@@ -371,6 +382,7 @@ def up(
             _demo_realscene(url)
         _build_buildings3d(url)  # writes since the last start: only those tiles are redone
     _stats_rollups(url)
+    _tile_pyramids(url)
     serve(host=host, port=port, workers=workers)
 
 

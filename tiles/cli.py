@@ -229,6 +229,36 @@ def export(
               f"skipped), {out.stat().st_size / 1e6:,.1f} MB in {time.perf_counter() - t0:.1f}s")
 
 
+@tiles_app.command()
+def pyramid(
+    ctx: typer.Context,
+    layer: list[str] = typer.Option(None, "--layer", help="Only these layers (repeatable)."),
+    rebuild: bool = typer.Option(False, help="Rebuild even where one is built for these zooms."),
+) -> None:
+    """Build the tile pyramids behind low-zoom tiles at any datetime (tiles/pyramid.py):
+    those missing or built for other zooms, or with --rebuild all that are asked for."""
+    from .pyramid import build, ensure, usable, zooms
+
+    sources = _parts(ctx).tile_sources()
+    unknown = sorted(set(layer or ()) - set(sources))
+    if unknown:
+        raise typer.BadParameter(f"no tile layer {', '.join(unknown)}; one of: {', '.join(sources)}")
+    chosen = [sources[n] for n in (layer or sources) if zooms(sources[n]) is not None]
+
+    def report(name: str, secs: float) -> None:
+        err.print(f"{name}: built in {secs:.1f}s")
+
+    with connect(database_url(get_settings()), "gisplatform-tiles") as conn:
+        if not usable(conn):
+            err.print("[red]error:[/red] no tile pyramid here (migration 0015 missing, or Citus)")
+            raise typer.Exit(1)
+        if rebuild:
+            for src in chosen:
+                report(src.name, build(conn, src))
+        elif not ensure(conn, chosen, on_layer=report):
+            err.print("every pyramid is built for its zooms")
+
+
 def _write_mbtiles(path: Path, tiles: dict, meta: dict, box, zooms) -> None:
     path.unlink(missing_ok=True)
     db = sqlite3.connect(path)

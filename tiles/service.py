@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from datetime import datetime
 
 from psycopg_pool import AsyncConnectionPool
 
 from .cache import Tile, TileCache, when_key
+from .pyramid import BUILT_SQL, zooms
 from .sources import TileSource, check_tile, tile_params, tile_sql
 
 EMPTY = Tile.of(b"")
+PYRAMIDS_TTL_S = 30.0  # how soon a pyramid built by `gisplatform tiles pyramid` is used
 
 
 class TileService:
@@ -24,6 +27,8 @@ class TileService:
         # shared with every other request, and a render is CPU-bound in PostGIS
         self._renders = asyncio.Semaphore(renders or os.cpu_count() or 2)
         self._inflight: dict[tuple, asyncio.Future] = {}
+        self._pyramids: dict[str, tuple[int, int]] = {}
+        self._pyramids_read = -PYRAMIDS_TTL_S
 
     async def tile(self, name: str, z: int, x: int, y: int, at: datetime | None = None,
                    known_at: datetime | None = None) -> tuple[Tile, bool]:
@@ -58,9 +63,27 @@ class TileService:
 
     async def _render(self, src: TileSource, z: int, x: int, y: int,
                       at: datetime | None, known_at: datetime | None) -> Tile:
-        query = tile_sql(src, z, known_at is not None)
         async with self._renders, self.pool.connection() as conn:
-            cur = await conn.execute(query, tile_params(z, x, y, at, known_at), prepare=True)
+            z_range = (await self._built(conn)).get(src.name)
+            pyramid = z_range is not None and z_range == zooms(src) and z_range[0] <= z <= z_range[1]
+            query = tile_sql(src, z, known_at is not None, pyramid)
+            params = {**tile_params(z, x, y, at, known_at), "layer": src.name}
+            # prepared, a statement gets a generic plan after five runs: for the pyramid's
+            # that plan reads the month so far through the geometry index (1.7 s against
+            # 35 ms for a city-size tile); unprepared, it is planned for its instant (~2 ms)
+            cur = await conn.execute(query, params, prepare=not pyramid)
             row = await cur.fetchone()
         data = bytes(row[0]) if row and row[0] else b""
         return Tile.of(data) if data else EMPTY
+
+    async def _built(self, conn) -> dict[str, tuple[int, int]]:
+        """The layers with a pyramid (tiles/pyramid.py), re-read every PYRAMIDS_TTL_S."""
+        if time.monotonic() - self._pyramids_read >= PYRAMIDS_TTL_S:
+            cur = await conn.execute("select to_regclass('city.tile_pyramid_layers') is not null")
+            if (await cur.fetchone())[0]:
+                cur = await conn.execute(BUILT_SQL)
+                self._pyramids = {r[0]: (r[1], r[2]) for r in await cur.fetchall()}
+            else:
+                self._pyramids = {}
+            self._pyramids_read = time.monotonic()
+        return self._pyramids

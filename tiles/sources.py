@@ -138,14 +138,20 @@ def population_sql(src: TileSource, by_area: bool) -> str:
         ) t where t.geom is not null"""
 
 
-def tile_sql(src: TileSource, z: int, known: bool) -> str:
-    """The statement for this source at zoom z (few distinct texts: each is prepared)."""
+def tile_sql(src: TileSource, z: int, known: bool, pyramid: bool = False) -> str:
+    """The statement for this source at zoom z (few distinct texts: each is prepared,
+    but the pyramid's: tiles/service.py). `pyramid`: the source's pyramid is built for z
+    (tiles/pyramid.py); used for current knowledge only."""
     if src.kind == "population":
         if known:
             raise TileRequestError(f"{src.name} is an aggregate of the current records; "
                                    "known_at is not available for it")
         return population_sql(src, by_area=z < POPULATION_AREA_BELOW)
     if z < src.detail_zoom:
+        if pyramid and not known:
+            from .pyramid import pyramid_sql
+
+            return pyramid_sql(src)
         return cluster_sql(src, known)
     return detail_sql(src, known, simplify=z < 14)
 

@@ -1,7 +1,9 @@
 """The one place connections to the platform's database are made (psycopg 3).
 
 Every connection gets the same session: no parallel gather (parallel plans cost more than
-the small tile and feature queries: tiles were 14x slower here) and the city's civil time
+the small tile and feature queries: tiles were 14x slower here), no JIT (compiling took
+0.5-0.6 s of a 0.8-1.4 s city-size tile, whose estimate the planner overrates; the
+statistics turned it off per statement for the same reason) and the city's civil time
 zone (timestamps read back as text, e.g. in CSV exports and the CLI, are in Beijing time).
 
 - `make_pool` / `make_sync_pool`: the app's pools, built once by `create_app` from the
@@ -28,7 +30,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 RECONNECT_TIMEOUT = 5.0
-OPTIONS = "-c max_parallel_workers_per_gather=0 -c timezone=Asia/Shanghai"
+OPTIONS = "-c max_parallel_workers_per_gather=0 -c jit=off -c timezone=Asia/Shanghai"
 
 
 def _session(url: str, application_name: str) -> dict:

@@ -80,6 +80,10 @@ OTHER_TABLES = {
     # (no feed) it is not used
     "stats_rollup": (LOCAL, "pre-aggregated statistics counts, written by the app"),
     "stats_rollup_state": (LOCAL, "the snapshot each statistics rollup was counted in"),
+    # tile pyramid (migration 0015): kept by statement triggers, which Citus would run per
+    # shard, so they are dropped there and the tiles read the version tables
+    "tile_pyramid": (LOCAL, "monthly counts per map cell behind low-zoom tiles"),
+    "tile_pyramid_layers": (LOCAL, "which layers have a tile pyramid, for which zooms"),
     "alembic_version": (LOCAL, "migration bookkeeping"),
 }
 
@@ -155,9 +159,17 @@ def tile_trigger_names(spec: LayerSpec) -> list[str]:
     return [f"{spec.version_table}_tiles_{event}" for event in TILE_TRIGGER_EVENTS]
 
 
+# the tile pyramid's triggers (tiles/pyramid.py attaches them when it builds one)
+PYRAMID_TRIGGER_EVENTS = ("insert", "update", "delete", "truncate")
+
+
+def pyramid_trigger_names(version_table: str) -> list[str]:
+    return [f"{version_table}_pyramid_{event}" for event in PYRAMID_TRIGGER_EVENTS]
+
+
 def drop_tile_triggers_sql(spec: LayerSpec) -> list[str]:
     return [f'drop trigger if exists "{name}" on {SCHEMA}."{spec.version_table}"'
-            for name in tile_trigger_names(spec)]
+            for name in tile_trigger_names(spec) + pyramid_trigger_names(spec.version_table)]
 
 
 def create_tile_triggers_sql(spec: LayerSpec) -> list[str]:

@@ -265,8 +265,12 @@ class TemporalProvider(BaseProvider):
             with connection() as conn:
                 feats = []
                 if resulttype != "hits" and limit > 0:
+                    # the page's rows first, then their GeoJSON: built over the sorted rows,
+                    # it was built for every row the offset skips too (persons at city size,
+                    # offset=100000: 7 s against 0.8 s for the first page)
                     feats = [r[0] for r in conn.execute(sql.SQL(
-                        "select {select} {base} order by {order} limit {limit} offset {offset}"
+                        "select {select} from (select v.* {base} order by {order}"
+                        " limit {limit} offset {offset}) v order by {order}"
                     ).format(select=select, base=base, order=order, limit=sql.Literal(limit),
                              offset=sql.Literal(offset)))]
                 if 0 < len(feats) < limit or (offset == 0 and len(feats) < limit):

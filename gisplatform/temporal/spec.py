@@ -120,6 +120,8 @@ def index_sql(spec: LayerSpec) -> list[str]:
         f"create index {_q(t + '_valid')} on {vt} using gist (valid)",
         # the earliest valid_from, a layer's temporal extent (temporal/extents.py)
         f"create index {_q(t + '_valid_lo')} on {vt} (lower(valid))",
+        # versions whose validity ends in a time span (tiles/pyramid.py: a partial month)
+        f"create index {_q(t + '_valid_hi')} on {vt} (upper(valid)) where not upper_inf(valid)",
         f"create index {_q(t + '_recorded_lo')} on {vt} (lower(recorded))",
         f"create index {_q(t + '_recorded_hi')} on {vt} (upper(recorded))"
         " where not upper_inf(recorded)",
@@ -131,7 +133,8 @@ def drop_index_sql(spec: LayerSpec) -> list[str]:
     t = spec.version_table
     return [f"alter table {vt} drop constraint {_q(t + '_no_overlap')}"] + [
         f"drop index {SCHEMA}.{_q(t + suffix)}"
-        for suffix in ("_vid", "_geom", "_valid", "_valid_lo", "_recorded_lo", "_recorded_hi")]
+        for suffix in ("_vid", "_geom", "_valid", "_valid_lo", "_valid_hi", "_recorded_lo",
+                       "_recorded_hi")]
 
 
 def drop_sql(spec: LayerSpec) -> list[str]:
