@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -36,6 +38,14 @@ from .stats import stats_router
 from .viewer import viewer_app
 
 
+def _build_derived(url: str) -> None:
+    log = logging.getLogger("gisplatform.app")
+    try:
+        wiring.build_derived(url, log.info)
+    except Exception as e:  # noqa: BLE001 -- the database may be down: requests still work
+        log.warning("building tile pyramids and statistics rollups failed: %s", e)
+
+
 def create_app(settings: Settings | None = None, db_url: str | None = None) -> FastAPI:
     settings = settings or get_settings()
     url = db_url or database_url(settings)
@@ -49,6 +59,10 @@ def create_app(settings: Settings | None = None, db_url: str | None = None) -> F
         # items/history request behind them. One thread per OGC pool connection, and some.
         asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(
             max_workers=2 * settings.pool_max, thread_name_prefix="ogc"))
+        # tile pyramids and statistics rollups a first request would otherwise pay for; a
+        # daemon thread: a shutdown does not wait for a build (its transaction rolls back)
+        threading.Thread(target=_build_derived, args=(url,), name="build-derived",
+                         daemon=True).start()
         listener = asyncio.create_task(invalidator.run())
         hooks = asyncio.create_task(webhooks.run())  # change-feed webhooks (changefeed/webhooks.py)
         try:

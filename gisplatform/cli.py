@@ -24,7 +24,7 @@ from .exports import export_command
 from .opendata import opendata_app
 from .security.cli import analyst_app, token_app
 from .stats import stats_app
-from .wiring import CLI_PARTS, city_bbox
+from .wiring import CLI_PARTS, build_derived, city_bbox
 
 app = typer.Typer(help="Fushun spatio-temporal city platform.", no_args_is_help=True)
 
@@ -327,30 +327,6 @@ def serve(
                 access_log=False)  # gisplatform.observability logs each request as JSON
 
 
-def _stats_rollups(url: str) -> None:
-    """Count the statistics rollups that are missing or past correcting, so the first
-    /api/stats request does not (gisplatform/stats/rollup.py, Rollup)."""
-    from .stats import rollup as stats
-
-    t = time.perf_counter()
-    with connect(url, "gisplatform-stats", autocommit=True) as conn:
-        if not stats._ROLLUP.usable(conn):
-            return
-        built = [k for k, v in stats.rebuild_all(conn, if_needed=True).items() if v is not None]
-    if built:
-        err.print(f"statistics rollups counted: {', '.join(built)} ({time.perf_counter() - t:.1f}s)")
-
-
-def _tile_pyramids(url: str) -> None:
-    """Build the tile pyramids that are missing (after a demo load, a new layer or changed
-    tile zooms), so the first low-zoom tiles do not scan every version (tiles/pyramid.py)."""
-    from tiles.pyramid import ensure
-
-    with connect(url, "gisplatform-tiles") as conn:
-        ensure(conn, CLI_PARTS.tile_sources().values(), on_layer=lambda name, secs: err.print(
-            f"tile pyramid built: {name} ({secs:.1f}s)"))
-
-
 @app.command()
 @friendly
 def up(
@@ -381,8 +357,7 @@ def up(
         if no_realscene:
             _demo_realscene(url)
         _build_buildings3d(url)  # writes since the last start: only those tiles are redone
-    _stats_rollups(url)
-    _tile_pyramids(url)
+    build_derived(url, err.print)  # tile pyramids, statistics rollups
     serve(host=host, port=port, workers=workers)
 
 

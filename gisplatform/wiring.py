@@ -149,6 +149,38 @@ def row_checker(layer):
     return check
 
 
+def build_derived(url: str, report: Callable[[str], None] = lambda line: None) -> None:
+    """Build the derived data a first request would otherwise pay for: the tile pyramids
+    that are missing (tiles/pyramid.py) and the statistics rollups that are missing or past
+    correcting (stats/rollup.py). Run by `gisplatform up` before it serves, and by every
+    app as it starts (`gisplatform serve` replicas); one process at a time (an advisory
+    lock: the others skip it, the first one's work serves them)."""
+    import time
+
+    from tiles.pyramid import ensure
+
+    from .db.connections import connect
+    from .stats import rollup
+
+    with connect(url, "gisplatform-upkeep", autocommit=True) as conn:
+        got, = conn.execute("select pg_try_advisory_lock(hashtext('gisplatform.build_derived'))"
+                            ).fetchone()
+        if not got:
+            return
+        try:
+            ensure(conn, tile_sources().values(), on_layer=lambda name, secs: report(
+                f"tile pyramid built: {name} ({secs:.1f}s)"))
+            if rollup._ROLLUP.usable(conn):
+                t = time.perf_counter()
+                built = [k for k, v in rollup.rebuild_all(conn, if_needed=True).items()
+                         if v is not None]
+                if built:
+                    report(f"statistics rollups counted: {', '.join(built)}"
+                           f" ({time.perf_counter() - t:.1f}s)")
+        finally:
+            conn.execute("select pg_advisory_unlock(hashtext('gisplatform.build_derived'))")
+
+
 @dataclass(frozen=True)
 class CliParts:
     """What the sub-commands of `gisplatform` (tiles, 3d, raster) get from the composition

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -231,3 +232,24 @@ def test_the_server_serves_clusters_from_it(url, tmp_path):
         build(conn, SOURCES["cases"])
         conn.commit()
     assert served == sum(n for n, _, _ in before) + 1
+
+
+def test_a_starting_server_builds_what_is_missing(pg, tmp_path):
+    """`gisplatform serve` builds the missing pyramids and statistics rollups as it starts
+    (wiring.build_derived), so no first request pays for them."""
+    from layers.demo import load_demo
+
+    url = fresh_database(pg, "pyramid_serve")
+    with psycopg.connect(url) as c:
+        load_demo(c, "small", 42, parse_instant(DEMO_UNTIL))
+        c.commit()
+        assert built(c) == {}
+    with serving(url, tmp_path), psycopg.connect(url, autocommit=True) as conn:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (
+                set(built(conn)) < {"persons", "cases", "buildings"}
+                or conn.execute("select count(*) from city.stats_rollup_state").fetchone()[0] < 4):
+            time.sleep(0.5)
+        assert {n: z for n, z in built(conn).items() if n in CHECKED} == {
+            n: zooms(SOURCES[n]) for n in CHECKED}
+        assert conn.execute("select count(*) from city.stats_rollup_state").fetchone()[0] == 4
