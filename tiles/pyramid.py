@@ -53,13 +53,20 @@ TRIGGER_EVENTS = {
     "truncate": "",
 }
 CELLS = 32  # per tile side: level z + 5, so the 16 × 16 clusters are whole cells
+# The deepest zoom a pyramid serves. Deeper cluster tiles cover little ground and read the
+# versions fast (city persons z14-15: p95 37 ms), while those zooms' fine cells are most
+# of what a write adds to the pyramid (10 000 person versions closed, bench/
+# pyramid_writes.py: 0.5 s without a pyramid, 3.6 s with z0-15, 2.1 s with z0-12 — where
+# the versions' z13 tiles reached 0.3-1.4 s).
+MAX_ZOOM = 13
 
 
 def zooms(src: TileSource) -> tuple[int, int] | None:
-    """The zooms a source clusters at (its pyramid's), or None: it has no clusters."""
-    if src.kind != "layer" or src.detail_zoom - 1 < src.minzoom:
+    """The cluster zooms a source's pyramid serves (up to MAX_ZOOM), or None."""
+    top = min(src.detail_zoom - 1, MAX_ZOOM)
+    if src.kind != "layer" or top < src.minzoom:
         return None
-    return src.minzoom, src.detail_zoom - 1
+    return src.minzoom, top
 
 
 def usable(conn: psycopg.Connection) -> bool:
