@@ -17,6 +17,7 @@ from tiles.raster_cli import raster_app
 
 from .changefeed import changes_app
 from .config import get_settings
+from .console import err, fail
 from .db import migrate as migrations
 from .db.connections import connect
 from .db.embedded import EmbeddedError, database_url, find_bindir, from_settings
@@ -46,7 +47,6 @@ app.add_typer(changes_app(lambda: __import__("layers").LAYERS), name="changes")
 app.command("export")(export_command(lambda: __import__("layers").LAYERS))
 app.add_typer(opendata_app(lambda: __import__("layers").LAYERS), name="opendata")
 app.add_typer(stats_app, name="stats")
-err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
 
 
@@ -57,8 +57,7 @@ def friendly(fn):
         try:
             return fn(*args, **kwargs)
         except EmbeddedError as e:
-            err.print(f"[red]error:[/red] {e}")
-            raise typer.Exit(1) from None
+            raise fail(str(e)) from None
     return wrapper
 
 

@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -26,7 +25,8 @@ from rich.progress import (
 )
 
 from gisplatform.config import get_settings
-from gisplatform.db.connections import connect, make_pool
+from gisplatform.console import connection, err, fail
+from gisplatform.db.connections import make_pool
 from gisplatform.db.embedded import database_url
 from gisplatform.temporal import TemporalError, parse_instant
 
@@ -37,7 +37,6 @@ from .sources import MAX_ZOOM, TileSource
 
 tiles_app = typer.Typer(help="Vector tiles: seed the cache, export PMTiles / MBTiles.",
                         no_args_is_help=True)
-err = Console(stderr=True)
 
 
 def _zooms(text: str) -> range:
@@ -87,7 +86,7 @@ def _tiles(source: TileSource, zooms: range, bbox, at) -> list[tuple[int, int, i
 
 def _occupied(source: TileSource, z: int, bbox, at) -> list[tuple[float, float, float, float]]:
     w, s, e, n = bbox
-    with connect(database_url(get_settings()), "gisplatform-tiles") as conn:
+    with connection("gisplatform-tiles") as conn:
         rows = conn.execute(f"""
             select st_xmin(b), st_ymin(b), st_xmax(b), st_ymax(b) from (
               select st_extent(v.geom) as b from city."{source.version_table}" v
@@ -248,10 +247,9 @@ def pyramid(
     def report(name: str, secs: float) -> None:
         err.print(f"{name}: built in {secs:.1f}s")
 
-    with connect(database_url(get_settings()), "gisplatform-tiles") as conn:
+    with connection("gisplatform-tiles") as conn:
         if not usable(conn):
-            err.print("[red]error:[/red] no tile pyramid here (migration 0015 missing, or Citus)")
-            raise typer.Exit(1)
+            raise fail("no tile pyramid here (migration 0015 missing, or Citus)")
         if rebuild:
             for src in chosen:
                 report(src.name, build(conn, src))
