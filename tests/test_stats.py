@@ -170,6 +170,53 @@ def test_evaluation_as_known_before_a_case_was_closed(cases_db):
         "closing_rate": 0.6667, "on_time_rate": 0.6667, "rework_rate": 0.0}
 
 
+
+def _plain_case_state(q):
+    """The cases valid at now as the statistics read them before migration 0016's indexes:
+    one `valid @> now` filter over the version table (the reference)."""
+    from psycopg import sql as _sql
+    return (_sql.SQL("(select * from city.cases_version where "
+                     + contains_sql("valid", "%(at)s::timestamptz") + " and upper_inf(recorded)) c"),
+            {"at": datetime.now(CST), "known_at": None})
+
+
+def test_cases_now_split_equals_the_plain_filter(cases_db, monkeypatch):
+    """`cases` and `evaluation` read the cases valid now in two parts (open-ended through
+    the covering indexes, closed-ended from upper(valid)); with versions at every edge —
+    ending tomorrow, starting tomorrow, ended yesterday, superseded by a correction — the
+    answers equal the plain `valid @> now` filter's."""
+    from gisplatform.stats import topics
+
+    url, _ = cases_db
+    now = datetime.now(CST)
+    edges = [  # number, valid, recorded closed?
+        ("e1", f"[2024-03-01 00:00+08, {(now + timedelta(days=1)).isoformat()})", False),
+        ("e2", f"[{(now + timedelta(days=1)).isoformat()},)", False),
+        ("e3", f"[2024-03-01 00:00+08, {(now - timedelta(days=1)).isoformat()})", False),
+        ("e4", "[2024-03-02 00:00+08,)", True),
+    ]
+    with psycopg.connect(url) as c:
+        for number, valid, corrected in edges:
+            p = _case(number, B, G1, "2024-03-12 12:00", "2024-03-12 11:00", "2024-03-13 09:00", 1)
+            cols = list(p)
+            c.execute(
+                f"insert into city.cases_version (fid, valid, recorded, geom, {', '.join(cols)})"
+                f" values (%s, %s::tstzrange, case when %s then tstzrange(now() - interval '1 day',"
+                f" now()) else tstzrange(now(), null) end, st_setsrid(st_point(123.9, 41.86), 4490),"
+                f" {', '.join(['%s'] * len(cols))})", [number, valid, corrected, *p.values()])
+        runs = [("cases", None), ("evaluation", "area"), ("evaluation", "department"),
+                ("evaluation", "grid")]
+        split = [compute(c, make_query(t, "2024-03", "2024-04", by=by)) for t, by in runs]
+        monkeypatch.setattr(topics, "_case_state", _plain_case_state)
+        plain = [compute(c, make_query(t, "2024-03", "2024-04", by=by)) for t, by in runs]
+        c.rollback()
+    assert split == plain
+    # e1 (valid until tomorrow) is counted, e2 / e3 / e4 are not: one more reported case
+    # in March 2024 for Xinfu than the nine of the fixture give
+    (xinfu,) = [s for s in split[0]["series"] if s["area"] == "210402"]
+    assert xinfu["points"][0]["reported"] == 1 + sum(
+        1 for row in CASES if row[2][:6] == "210402"
+        and _case(*row)["reported_at"].strftime("%Y-%m") == "2024-03")
 # ------------------------------------------------------------ population on the demo
 
 MONTHS = ("2018-01", "2020-06", "2023-02", "2026-10")

@@ -3,6 +3,7 @@ topic's series, JSON or CSV)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 
 from fastapi import APIRouter, Request
@@ -67,6 +68,9 @@ def stats_router(sharing: Mapping[str, str], connect, city: StatsCity) -> APIRou
             name = f"stats-{topic}-{result['from']}-{result['to']}.csv"
             return Response(to_csv(result), media_type="text/csv; charset=utf-8",
                             headers={"Content-Disposition": f'inline; filename="{name}"'})
-        return result
+        # serialized here: FastAPI's jsonable_encoder walked the ~170 k points of an
+        # evaluation by grid for longer than the query took
+        return Response(json.dumps(result, ensure_ascii=False, separators=(",", ":")),
+                        media_type="application/json")
 
     return router
