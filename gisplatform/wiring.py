@@ -151,12 +151,14 @@ def row_checker(layer):
 
 def build_derived(url: str, report: Callable[[str], None] = lambda line: None) -> None:
     """Build the derived data a first request would otherwise pay for: the tile pyramids
-    that are missing (tiles/pyramid.py) and the statistics rollups that are missing or past
+    and population counts that are missing (tiles/pyramid.py, tiles/population.py) and the
+    statistics rollups that are missing or past
     correcting (stats/rollup.py). Run by `gisplatform up` before it serves, and by every
     app as it starts (`gisplatform serve` replicas); one process at a time (an advisory
     lock: the others skip it, the first one's work serves them)."""
     import time
 
+    from tiles import population
     from tiles.pyramid import ensure
 
     from .db.connections import connect
@@ -170,6 +172,9 @@ def build_derived(url: str, report: Callable[[str], None] = lambda line: None) -
         try:
             ensure(conn, tile_sources().values(), on_layer=lambda name, secs: report(
                 f"tile pyramid built: {name} ({secs:.1f}s)"))
+            secs = population.ensure(conn)
+            if secs is not None:
+                report(f"population counts built ({secs:.1f}s)")
             if rollup._ROLLUP.usable(conn):
                 t = time.perf_counter()
                 built = [k for k, v in rollup.rebuild_all(conn, if_needed=True).items()

@@ -84,6 +84,10 @@ OTHER_TABLES = {
     # shard, so they are dropped there and the tiles read the version tables
     "tile_pyramid": (LOCAL, "monthly counts per map cell behind low-zoom tiles"),
     "tile_pyramid_layers": (LOCAL, "which layers have a tile pyramid, for which zooms"),
+    # population counts (migration 0017): statement triggers as the tile pyramid's, so
+    # never built there (tiles/population.py) and the population functions join instead
+    "population_counts": (LOCAL, "monthly person counts per area behind population tiles"),
+    "population_counts_state": (LOCAL, "whether the population counts are built"),
     "alembic_version": (LOCAL, "migration bookkeeping"),
 }
 
@@ -167,9 +171,15 @@ def pyramid_trigger_names(version_table: str) -> list[str]:
     return [f"{version_table}_pyramid_{event}" for event in PYRAMID_TRIGGER_EVENTS]
 
 
+# the population counts' triggers (tiles/population.py attaches them when it builds them)
+def population_trigger_names(version_table: str) -> list[str]:
+    return [f"{version_table}_population_{event}" for event in PYRAMID_TRIGGER_EVENTS]
+
+
 def drop_tile_triggers_sql(spec: LayerSpec) -> list[str]:
     return [f'drop trigger if exists "{name}" on {SCHEMA}."{spec.version_table}"'
-            for name in tile_trigger_names(spec) + pyramid_trigger_names(spec.version_table)]
+            for name in tile_trigger_names(spec) + pyramid_trigger_names(spec.version_table)
+            + population_trigger_names(spec.version_table)]
 
 
 def create_tile_triggers_sql(spec: LayerSpec) -> list[str]:
