@@ -69,7 +69,8 @@ def ogc_collections() -> list[catalog.Collection]:
             out.append(catalog.Collection(
                 cid, kind, layer.spec, layer.sharing, layer.department, layer.keywords, personal,
                 prepare=row_checker(layer) if kind == catalog.SNAPSHOT else None,
-                tiles=layer.name if kind == catalog.SNAPSHOT else None))
+                tiles=layer.name if kind == catalog.SNAPSHOT else None,
+                fid_attribute=layer.fid if isinstance(layer.fid, str) else None))
     for cid, level, title in (("population-grid", "grid", "人口网格统计 Population per grid cell"),
                               ("population-areas", "area", "人口区划统计 Population per district")):
         spec = LayerSpec(cid, "MultiPolygon", title=title, extra={"level": level},

@@ -33,6 +33,9 @@ class Collection:
     tiles: str | None = None
     # The version table whose data gives the extent, when not the spec's own (aggregates).
     extent_table: str | None = None
+    # The attribute whose value is the fid (layers/registry.py Layer.fid, when a name): a
+    # property filter on it is answered through the primary key.
+    fid_attribute: str | None = None
 
     @property
     def layer(self) -> str:

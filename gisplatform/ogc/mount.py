@@ -10,7 +10,7 @@ import threading
 from http import HTTPStatus
 from pathlib import Path
 
-from . import catalog, config, guards
+from . import catalog, config, guards, provider
 
 # The pygeoapi minor version whose internals this module and guards.py patch
 # (execute_from_starlette, validate_datetime, gen_collection, queryables, …).
@@ -47,6 +47,8 @@ def _carry_context(module) -> None:
                 "the request body is not UTF-8 text")
         else:
             loop = asyncio.get_running_loop()
+            provider.ITEMS_REQUEST.set((actual_api.get_collections_url(),
+                                        dict(api_request.params)))
             ctx = contextvars.copy_context()
             headers, status, content = await loop.run_in_executor(
                 None, ctx.run, module.call_api_threadsafe, loop,

@@ -15,6 +15,7 @@ from psycopg import sql
 from pygeoapi.process.base import BaseProcessor, ProcessorExecuteError
 
 from gisplatform.security import SMALL_COUNT, current_principal, require
+from gisplatform.temporal import contains_sql
 
 from . import catalog
 from .provider import parse_datetime
@@ -82,9 +83,9 @@ class PopulationInPolygon(BaseProcessor):
         (total, reg, flo), = _run(sql.SQL(
             "select count(*), count(*) filter (where household_type = 'registered'),"
             " count(*) filter (where household_type = 'floating')"
-            " from city.persons_version p where upper_inf(p.recorded)"
-            " and p.valid @> coalesce(%(at)s::timestamptz, now())"
-            f" and st_intersects(p.geom, {GEOM_SQL})"), {"geom": geom, "at": when})
+            " from city.persons_version p where upper_inf(p.recorded) and "
+            + contains_sql("p.valid", "coalesce(%(at)s::timestamptz, now())")
+            + f" and st_intersects(p.geom, {GEOM_SQL})"), {"geom": geom, "at": when})
 
         def safe(n):
             # a count of 1 in a small polygon is a person
@@ -151,9 +152,12 @@ class CaseHotspots(BaseProcessor):
         kind = data.get("kind")
         if kind not in (None, "event", "component"):
             raise ProcessorExecuteError(user_msg="kind is event or component")
+        # count(*) counts cases: current versions that are open-ended are one per case
+        # (the exclusion constraint), and a hash aggregate over the covering index of
+        # migration 0016 is what makes it fast (count(distinct) sorted 270 k rows: 0.55 s)
         rows = _run(sql.SQL(
-            "select c.grid_code, count(distinct c.fid) n,"
-            " count(distinct c.fid) filter (where c.handled_at > c.deadline) overdue"
+            "select c.grid_code, count(*) n,"
+            " count(*) filter (where c.handled_at > c.deadline) overdue"
             " from city.cases_version c where upper_inf(c.recorded) and upper_inf(c.valid)"
             " and c.reported_at >= %(s)s and c.reported_at < %(e)s and c.grid_code is not null"
             " and (%(k)s::text is null or c.kind = %(k)s)"
@@ -191,13 +195,20 @@ class LegalPersonsNear(BaseProcessor):
         if not isinstance(dist, (int, float)) or not 0 <= dist <= 5000:
             raise ProcessorExecuteError(user_msg="distance is a number of metres, 0..5000")
         when = _instant(data)
+        # `l.geom && reach`: the geometry index finds the candidates (the distance on
+        # geography has none: 0.7 s for every legal person of the city, 10 ms with it).
+        # `reach` is the feature's box grown by more degrees than `d` metres span at its
+        # highest latitude (≥ 110 000 m a degree of latitude, ≥ that × cos φ of longitude).
+        at = "coalesce(%(at)s::timestamptz, now())"
         rows = _run(sql.SQL(
-            "with f as (select geom from {vt} where fid = %(fid)s and upper_inf(recorded)"
-            "  and valid @> coalesce(%(at)s::timestamptz, now()) limit 1)"
+            "with f as (select geom, st_expand(geom, %(d)s / (110000.0 * cos(radians(least(89.0,"
+            "   greatest(abs(st_ymin(geom)), abs(st_ymax(geom))) + %(d)s / 110000.0))))) reach"
+            "  from {vt} where fid = %(fid)s and upper_inf(recorded) and "
+            + contains_sql("valid", at) + " limit 1)"
             " select l.credit_code, l.name, l.industry_code, l.status,"
             "  round(st_distance(l.geom::geography, f.geom::geography)::numeric, 1) d"
-            " from city.legal_persons_version l, f where upper_inf(l.recorded)"
-            " and l.valid @> coalesce(%(at)s::timestamptz, now())"
+            " from city.legal_persons_version l, f where l.geom && f.reach"
+            " and upper_inf(l.recorded) and " + contains_sql("l.valid", at) +
             " and st_dwithin(l.geom::geography, f.geom::geography, %(d)s)"
             " order by d, l.credit_code").format(
                 vt=sql.Identifier("city", coll.spec.version_table)),

@@ -9,9 +9,11 @@ connections come from one pool. Access and masking go through gisplatform.securi
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import math
+import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -57,10 +59,14 @@ from . import catalog
 from .cql import FilterError, to_sql
 
 KNOWN_AT = "known_at"  # vendor parameter: transaction time ("as known at")
+CURSOR = "cursor"  # vendor parameter: where a `next` page starts (the last row's sort key)
 MAX_LIMIT = 10_000
 # True while pygeoapi builds a queryables document (guards.queryables_for_the_caller): the
 # provider's `fields` are then the ones this caller may use as inputs.
 LISTING_QUERYABLES: ContextVar[bool] = ContextVar("listing_queryables", default=False)
+# The items request being answered — pygeoapi's collections URL and the query parameters
+# (mount.py sets it): the base of the `next` links the provider writes.
+ITEMS_REQUEST: ContextVar[tuple[str, dict] | None] = ContextVar("items_request", default=None)
 
 @contextmanager
 def connection() -> Iterator[psycopg.Connection]:
@@ -129,6 +135,26 @@ def envelope(bbox) -> sql.Composable:
                      "lower corner first")
     return sql.SQL("st_makeenvelope({}, {}, {}, {}, 4490)").format(
         *(sql.Literal(float(x)) for x in (lon0, lat0, lon1, lat1)))
+
+
+def encode_cursor(key: tuple) -> str:
+    return base64.urlsafe_b64encode(json.dumps(list(key)).encode()).decode().rstrip("=")
+
+
+def decode_cursor(text: str, history: bool) -> tuple:
+    """The sort key a `cursor` carries: (fid, vid) of a snapshot's last row, (vid,) of a
+    history's. Anything else is a 400: cursors come from our `next` links only."""
+    try:
+        key = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+        if history and isinstance(key, list) and len(key) == 1 and type(key[0]) is int:
+            return (key[0],)
+        if (not history and isinstance(key, list) and len(key) == 2
+                and isinstance(key[0], str) and type(key[1]) is int):
+            return tuple(key)
+    except (ValueError, UnicodeDecodeError):
+        pass
+    raise ProviderInvalidQueryError(user_msg="cursor: not a cursor of this collection's "
+                                             "`next` links")
 
 
 class TemporalProvider(BaseProvider):
@@ -233,7 +259,7 @@ class TemporalProvider(BaseProvider):
         if not isinstance(limit, int) or isinstance(limit, bool) or not 0 <= limit <= MAX_LIMIT:
             raise ProviderInvalidQueryError(user_msg=f"limit must be 0..{MAX_LIMIT}")
         props = list(properties or [])
-        known_at = None
+        known_at = cursor = None
         for k, v in list(props):
             if k == "token":  # credentials (read by the app's middleware), not a filter
                 props.remove((k, v))
@@ -241,6 +267,12 @@ class TemporalProvider(BaseProvider):
                 known_at = parse_datetime(v)
                 if isinstance(known_at, tuple):
                     raise ProviderInvalidQueryError(user_msg="known_at is an instant")
+                props.remove((k, v))
+            elif k == CURSOR:
+                if sortby:
+                    raise ProviderInvalidQueryError(
+                        user_msg="cursor pages follow the default order: drop sortby or cursor")
+                cursor = decode_cursor(str(v), self.kind == catalog.HISTORY)
                 props.remove((k, v))
         if self.kind == catalog.AGGREGATE:
             if filterq is not None:  # was silently ignored: every cell matched any filter
@@ -261,18 +293,31 @@ class TemporalProvider(BaseProvider):
             inner = sql.SQL("select distinct on (v.fid) v.* {base} order by v.fid, lower(v.valid) desc"
                             ).format(base=base)
             base = sql.SQL("from ({inner}) v where true").format(inner=inner)
+        # Pages in the default order continue from the last row's key (`cursor`, in the
+        # `next` link): an index range read, where an offset reads and drops every row it
+        # skips (persons at city size, offset=100000: 1.3 s against 0.4 s for the first page)
+        keyset = not sortby
+        page = base
+        if cursor is not None:
+            page = sql.SQL("{} and {} > {}").format(
+                base, sql.SQL("v.vid" if self.kind == catalog.HISTORY else "(v.fid, v.vid)"),
+                sql.Literal(cursor[0]) if len(cursor) == 1 else sql.SQL("({}, {})").format(
+                    *map(sql.Literal, cursor)))
+        skip = sql.SQL("") if cursor is not None else sql.SQL(" offset {}").format(
+            sql.Literal(offset))
         try:
             with connection() as conn:
-                feats = []
+                rows = []
                 if resulttype != "hits" and limit > 0:
                     # the page's rows first, then their GeoJSON: built over the sorted rows,
                     # it was built for every row the offset skips too (persons at city size,
                     # offset=100000: 7 s against 0.8 s for the first page)
-                    feats = [r[0] for r in conn.execute(sql.SQL(
-                        "select {select} from (select v.* {base} order by {order}"
-                        " limit {limit} offset {offset}) v order by {order}"
-                    ).format(select=select, base=base, order=order, limit=sql.Literal(limit),
-                             offset=sql.Literal(offset)))]
+                    rows = conn.execute(sql.SQL(
+                        "select {select}, v.fid, v.vid from (select v.* {page} order by {order}"
+                        " limit {limit}{skip}) v order by {order}"
+                    ).format(select=select, page=page, order=order, limit=sql.Literal(limit),
+                             skip=skip)).fetchall()
+                feats = [r[0] for r in rows]
                 if 0 < len(feats) < limit or (offset == 0 and len(feats) < limit):
                     matched = offset + len(feats)  # a short page is the last one: no count
                 else:
@@ -288,8 +333,30 @@ class TemporalProvider(BaseProvider):
             ) from None
         except Exception as e:  # an unexpected database error: a JSON 500, not a traceback
             raise ProviderConnectionError(user_msg=f"database error: {type(e).__name__}") from e
-        return {"type": "FeatureCollection", "features": feats,
-                "numberMatched": matched, "numberReturned": len(feats)}
+        out = {"type": "FeatureCollection", "features": feats,
+               "numberMatched": matched, "numberReturned": len(feats)}
+        if keyset and len(feats) == limit and matched > offset + limit:
+            last = (rows[-1][2],) if self.kind == catalog.HISTORY else tuple(rows[-1][1:])
+            out["links"] = self._page_links(offset, limit, encode_cursor(last))
+        return out
+
+    def _page_links(self, offset: int, limit: int, cursor: str) -> list[dict]:
+        """`next` (from the cursor) and `prev` links as pygeoapi would write them, which it
+        leaves to a provider that gives a `next` link."""
+        request = ITEMS_REQUEST.get()
+        if request is None:
+            return []
+        collections_url, params = request
+        rest = [(k, v) for k, v in params.items() if k not in ("offset", CURSOR)]
+        uri = f"{collections_url}/{self.collection.id}/items"
+        links = [{"type": "application/geo+json", "rel": "next", "title": "Items (next)",
+                  "href": f"{uri}?" + urllib.parse.urlencode(
+                      [*rest, ("offset", offset + limit), (CURSOR, cursor)])}]
+        if offset > 0:
+            links.append({"type": "application/geo+json", "rel": "prev", "title": "Items (prev)",
+                          "href": f"{uri}?" + urllib.parse.urlencode(
+                              [*rest, ("offset", max(0, offset - limit))])})
+        return links
 
     def get(self, identifier, **kwargs):
         principal, acc = self._access()
@@ -350,6 +417,8 @@ class TemporalProvider(BaseProvider):
         column = functools.partial(self._input_column, acc)
         for k, v in props:
             parts.append(sql.SQL("{}::text = {}").format(column(k), sql.Literal(str(v))))
+            if k == self.collection.fid_attribute:  # one object: its versions by the key
+                parts.append(sql.SQL("v.fid = {}").format(sql.Literal(str(v))))
         if filterq is not None:
             try:
                 parts.append(to_sql(filterq, column, sql.SQL("v.geom")))
