@@ -1,11 +1,12 @@
-"""What the tile pyramid's trigger adds to a write, at city size.
+"""What the tile pyramid's and the population counts' triggers add to a write, at city size.
 
     .venv/bin/python bench/pyramid_writes.py --size city [--rows 10000]
 
 In one transaction each (rolled back, so the database is left as it was): close N current
 person versions in transaction time (what a correction or an update does to the old
-version) and insert N new ones, with the pyramid's trigger in place and with it dropped
-(DDL is transactional: the drop is rolled back too). Best of 3 each. The tile-change and
+version) and insert N new ones, with the pyramid's and the population counts' triggers in
+place (tiles/pyramid.py, tiles/population.py), with the pyramid's only, and with neither
+(DDL is transactional: the drops are rolled back too). Best of 3 each. The tile-change and
 change-feed triggers run in both. Uses the database of bench/ogc_vs_tipg.py.
 """
 
@@ -21,18 +22,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ogc_vs_tipg import database  # noqa: E402
 
 from gisplatform.db.connections import connect  # noqa: E402
-from gisplatform.db.distribution import pyramid_trigger_names  # noqa: E402
+from gisplatform.db.distribution import (  # noqa: E402
+    population_trigger_names,
+    pyramid_trigger_names,
+)
 
 COLUMNS = """select column_name from information_schema.columns
              where table_schema = 'city' and table_name = 'persons_version'
                and column_name not in ('vid', 'recorded') order by ordinal_position"""
 
 
-def one(url: str, rows: int, pyramid: bool) -> dict:
+def one(url: str, rows: int, drop: list[str]) -> dict:
     with connect(url, "bench-pyramid-writes") as conn:
-        if not pyramid:
-            for name in pyramid_trigger_names("persons_version"):
-                conn.execute(f'drop trigger if exists "{name}" on city.persons_version')
+        for name in drop:
+            conn.execute(f'drop trigger if exists "{name}" on city.persons_version')
         cols = ", ".join(f'"{c}"' for (c,) in conn.execute(COLUMNS))
         vids = [v for (v,) in conn.execute(
             "select vid from city.persons_version where upper_inf(recorded) order by vid"
@@ -57,8 +60,11 @@ def main() -> None:
     pg, url = database(args.size)
     try:
         out = {"rows": args.rows}
-        for label, pyramid in (("with_pyramid", True), ("without", False)):
-            runs = [one(url, args.rows, pyramid) for _ in range(3)]
+        pyramid = pyramid_trigger_names("persons_version")
+        population = population_trigger_names("persons_version")
+        for label, drop in (("with_both", []), ("with_pyramid", population),
+                            ("without", pyramid + population)):
+            runs = [one(url, args.rows, drop) for _ in range(3)]
             out[label] = {k: min(r[k] for r in runs) for k in runs[0]}
             print(label, out[label], flush=True)
         print(json.dumps(out, indent=1))

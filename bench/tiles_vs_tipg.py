@@ -8,7 +8,10 @@ client), the same concurrent clients for the same time, against:
 - tipg 1.x (`/collections/city.buildings/tiles/WebMercatorQuad/{z}/{x}/{y}`), one worker;
 - gisplatform with its tile cache off (`cold`: every request renders in PostGIS);
 - the same at a past datetime (`past`);
-- gisplatform with its cache on, after one pass over the tiles (`warm`).
+- gisplatform with its cache on, after one pass over the tiles (`warm`);
+- `raw`: the SQL a cold tile runs (tiles/sources.py, the same columns and filter, with
+  ST_AsMVT) executed straight on PostGIS by as many threads, each on its own connection
+  set up as the app's pool sets it up: no HTTP, no app — the ceiling of a cold tile.
 Each server runs alone while it is measured (2 cores: client and server share them).
 Uses the database and tipg venv of bench/ogc_vs_tipg.py.
 """
@@ -94,6 +97,47 @@ def hammer(base: str, template: str, tiles: list, seconds: float, clients: int,
             "mean_bytes": round(r["bytes"] / max(r["requests"], 1))}
 
 
+def raw_asmvt(url: str, tiles: list, seconds: float, clients: int) -> dict:
+    """The buildings tile SQL of `cold`, straight on PostGIS, `clients` threads."""
+    import random
+    import threading
+    import time
+
+    from gisplatform import wiring
+    from gisplatform.db.connections import connect
+    from tiles.sources import tile_params, tile_sql
+
+    src = wiring.tile_sources()["buildings"]
+    done: list[int] = []
+    latencies: list[float] = []
+    stop_at = time.monotonic() + seconds
+
+    def client(seed: int) -> None:
+        order = tiles[:]
+        random.Random(seed).shuffle(order)
+        n = 0
+        with connect(url, "bench-raw-asmvt") as conn:
+            while time.monotonic() < stop_at:
+                z, x, y = order[n % len(order)]
+                t0 = time.perf_counter()
+                conn.execute(tile_sql(src, z, False), tile_params(z, x, y, None, None)).fetchone()
+                latencies.append((time.perf_counter() - t0) * 1000)
+                n += 1
+        done.append(n)
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    took = time.monotonic() - t0
+    latencies.sort()
+    return {"requests": sum(done), "tiles_per_s": round(sum(done) / took, 1),
+            "p50_ms": round(latencies[len(latencies) // 2], 2),
+            "p99_ms": round(latencies[int(len(latencies) * 0.99)], 2)}
+
+
 def stop(proc: subprocess.Popen) -> None:
     proc.terminate()
     try:
@@ -153,7 +197,10 @@ def main() -> None:
             results["warm"] = hammer(base, template, tiles, args.seconds, args.clients)
         finally:
             stop(proc)
+        raw_asmvt(url, tiles, 3, args.clients)  # warm-up: the same pages as `cold` read
+        results["raw"] = raw_asmvt(url, tiles, args.seconds, args.clients)
         results["cold_vs_tipg"] = round(results["cold"]["tiles_per_s"] / results["tipg"]["tiles_per_s"], 2)
+        results["cold_vs_raw"] = round(results["cold"]["tiles_per_s"] / results["raw"]["tiles_per_s"], 2)
         results["warm_vs_cold"] = round(results["warm"]["tiles_per_s"] / results["cold"]["tiles_per_s"], 2)
         results["past_cost"] = round(results["cold"]["tiles_per_s"] / results["past"]["tiles_per_s"], 2)
         results.update(size=args.size, view=VIEW[args.size], tiles_in_view=len(tiles),
