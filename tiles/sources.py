@@ -16,7 +16,7 @@ from datetime import datetime
 
 import morecantile
 
-from gisplatform.temporal import contains_sql
+from gisplatform.temporal import contains_sql, spatial_first
 
 WEB_MERCATOR = morecantile.tms.get("WebMercatorQuad")
 EXTENT = 4096
@@ -92,6 +92,13 @@ def _envelope() -> str:
     return "st_makeenvelope(%(w)s, %(s)s, %(e)s, %(n)s, 4490)"
 
 
+def _in_tile(src: TileSource, columns: str) -> str:
+    """The versions meeting the tile's envelope (with valid, recorded and `columns`), by
+    the geometry index; the time filter follows (temporal.spatial_first says why)."""
+    return spatial_first(f"city.{_q(src.version_table)}", "v", f"v.geom && {_envelope()}",
+                         f"v.valid, v.recorded, {columns}")
+
+
 def detail_sql(src: TileSource, known: bool, simplify: bool) -> str:
     geom = "st_transform(v.geom, 3857)"
     if simplify and src.polygonal:
@@ -104,8 +111,8 @@ def detail_sql(src: TileSource, known: bool, simplify: bool) -> str:
                  {cols},
                  st_asmvtgeom({geom}, st_tileenvelope(%(z)s, %(x)s, %(y)s), {EXTENT}, {BUFFER}, true)
                    as geom
-          from city.{_q(src.version_table)} v
-          where v.geom && {_envelope()} and {_time_filter(known)}
+          from {_in_tile(src, "v.vid, v.fid, v.geom" + cols)}
+          where {_time_filter(known)}
           offset 0  -- keeps the outer filter from running st_asmvtgeom a second time
         ) t where t.geom is not null"""
 
@@ -119,8 +126,8 @@ def cluster_sql(src: TileSource, known: bool) -> str:
           from (
             select count(*) as count, st_centroid(st_collect(p.g)) as g
             from (select st_transform({point}, 3857) as g
-                  from city.{_q(src.version_table)} v
-                  where v.geom && {_envelope()} and {_time_filter(known)}) p
+                  from {_in_tile(src, "v.geom")}
+                  where {_time_filter(known)}) p
             where p.g && st_tileenvelope(%(z)s, %(x)s, %(y)s)
             group by st_snaptogrid(p.g, %(cell)s)
           ) c

@@ -15,7 +15,7 @@ from psycopg import sql
 from pygeoapi.process.base import BaseProcessor, ProcessorExecuteError
 
 from gisplatform.security import SMALL_COUNT, current_principal, require
-from gisplatform.temporal import contains_sql
+from gisplatform.temporal import contains_sql, spatial_first
 
 from . import catalog
 from .provider import parse_datetime
@@ -83,7 +83,9 @@ class PopulationInPolygon(BaseProcessor):
         (total, reg, flo), = _run(sql.SQL(
             "select count(*), count(*) filter (where household_type = 'registered'),"
             " count(*) filter (where household_type = 'floating')"
-            " from city.persons_version p where upper_inf(p.recorded) and "
+            " from " + spatial_first("city.persons_version", "p", f"p.geom && {GEOM_SQL}",
+                                     "p.geom, p.valid, p.recorded, p.household_type")
+            + " where upper_inf(p.recorded) and "
             + contains_sql("p.valid", "coalesce(%(at)s::timestamptz, now())")
             + f" and st_intersects(p.geom, {GEOM_SQL})"), {"geom": geom, "at": when})
 

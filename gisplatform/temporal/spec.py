@@ -70,6 +70,16 @@ def contains_sql(column: str, instant: str) -> str:
             f"upper({column}) > {instant}))")
 
 
+def spatial_first(table: str, alias: str, condition: str, columns: str) -> str:
+    """A FROM item `alias`: the rows of `table` meeting the spatial `condition`, found by
+    the geometry index alone — the caller filters them by time after (`offset 0` keeps
+    its filters out). Left to itself the planner ANDed the geometry's bitmap with those
+    of lower(valid) and of the exclusion constraint's index (upper_inf(recorded): all of
+    the table), which it thought a third of it: a city-size persons z14 tile took 156-188
+    ms, 25 with this; persons in a 1.7 km box 145 ms, 12."""
+    return f"(select {columns} from {table} {alias} where {condition} offset 0) {alias}"
+
+
 def create_sql(spec: LayerSpec) -> list[str]:
     """Statements creating the version table, its indexes and the snapshot view."""
     vt = f"{SCHEMA}.{_q(spec.version_table)}"
