@@ -41,7 +41,9 @@ from pathlib import Path
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from city_timeslider import percentile  # noqa: E402
 from ogc_vs_tipg import ROOT, database, serve  # noqa: E402
+from tiles_vs_tipg import stop  # noqa: E402
 
 from gisplatform.db.embedded import EmbeddedPostgres, free_port  # noqa: E402
 from gisplatform.security import create_token  # noqa: E402
@@ -268,11 +270,6 @@ def drive(options: dict, timeout_s: float) -> dict:
     return json.loads(lines[-1])
 
 
-def percentile(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", default="city")
@@ -318,12 +315,7 @@ def main() -> None:
                        "move_timeout_ms": int(args.move_timeout * 1000)}
             out = drive(options, 120 + (len(dates) + 1) * (args.move_timeout + 10))
         finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop(proc)
     finally:
         if not running:
             pg.stop()

@@ -153,8 +153,7 @@ def row_checker(layer):
 def build_derived(url: str, report: Callable[[str], None] = lambda line: None) -> None:
     """Build the derived data a first request would otherwise pay for: the tile pyramids
     and population counts that are missing (tiles/pyramid.py, tiles/population.py) and the
-    statistics rollups that are missing or past
-    correcting (stats/rollup.py). Run by `gisplatform up` before it serves, and by every
+    statistics rollups that are missing or past correcting (stats/rollup.py). Run by `gisplatform up` before it serves, and by every
     app as it starts (`gisplatform serve` replicas); one process at a time (an advisory
     lock: the others skip it, the first one's work serves them)."""
     import time

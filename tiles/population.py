@@ -23,9 +23,9 @@ import time
 import psycopg
 from psycopg import sql
 
-from gisplatform.db.distribution import population_trigger_names
+from gisplatform.db.distribution import NO_CITUS, population_trigger_names
 
-from .pyramid import TRIGGER_EVENTS
+from .pyramid import TRIGGER_EVENTS, lock_and_attach
 
 # table -> its trigger function (migration 0017)
 TRIGGERS = {"persons_version": "population_counts_persons_log",
@@ -35,8 +35,7 @@ TRIGGERS = {"persons_version": "population_counts_persons_log",
 
 def usable(conn: psycopg.Connection) -> bool:
     return conn.execute(
-        "select to_regclass('city.population_counts') is not null"
-        " and not exists (select 1 from pg_extension where extname = 'citus')"
+        "select to_regclass('city.population_counts') is not null and " + NO_CITUS
         + "".join(f" and to_regclass('city.{t}') is not null" for t in TRIGGERS)).fetchone()[0]
 
 
@@ -55,16 +54,8 @@ def build(conn: psycopg.Connection) -> float:
     t0 = time.perf_counter()
     with conn.transaction():
         for table, fn in TRIGGERS.items():
-            vt = sql.Identifier("city", table)
-            conn.execute(sql.SQL("lock table {} in share mode").format(vt))
-            for (event, refs), name in zip(TRIGGER_EVENTS.items(),
-                                           population_trigger_names(table), strict=True):
-                conn.execute(sql.SQL("drop trigger if exists {} on {}").format(
-                    sql.Identifier(name), vt))
-                conn.execute(sql.SQL(
-                    "create trigger {} after {} on {} " + refs +
-                    " for each statement execute function {}()").format(
-                    sql.Identifier(name), sql.SQL(event), vt, sql.Identifier("city", fn)))
+            lock_and_attach(conn, table, population_trigger_names(table),
+                            sql.SQL("{}()").format(sql.Identifier("city", fn)))
         conn.execute("select city.population_counts_build()")
     return time.perf_counter() - t0
 

@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterable
 import psycopg
 from psycopg import sql
 
-from gisplatform.db.distribution import pyramid_trigger_names
+from gisplatform.db.distribution import NO_CITUS, pyramid_trigger_names
 
 from .sources import EXTENT, TileSource, _envelope, _lit, _q
 
@@ -71,8 +71,7 @@ def zooms(src: TileSource) -> tuple[int, int] | None:
 
 def usable(conn: psycopg.Connection) -> bool:
     return conn.execute("""
-        select to_regclass('city.tile_pyramid') is not null
-           and not exists (select 1 from pg_extension where extname = 'citus')""").fetchone()[0]
+        select to_regclass('city.tile_pyramid') is not null and """ + NO_CITUS).fetchone()[0]
 
 
 # The layers whose pyramid is built and kept (its trigger in place), with its zooms.
@@ -90,24 +89,30 @@ def built(conn: psycopg.Connection) -> dict[str, tuple[int, int]]:
     return {layer: (zmin, zmax) for layer, zmin, zmax in conn.execute(BUILT_SQL)}
 
 
+def lock_and_attach(conn: psycopg.Connection, table: str, names: list[str],
+                    function: sql.Composable) -> None:
+    """In the caller's transaction: hold writers of city.`table` back (SHARE lock) and
+    (re)create its statement triggers `names` (one per TRIGGER_EVENTS, in order) running
+    `function` — a count built next then misses nothing and counts nothing twice."""
+    vt = sql.Identifier("city", table)
+    conn.execute(sql.SQL("lock table {} in share mode").format(vt))
+    for (event, refs), name in zip(TRIGGER_EVENTS.items(), names, strict=True):
+        conn.execute(sql.SQL("drop trigger if exists {} on {}").format(sql.Identifier(name), vt))
+        conn.execute(sql.SQL("create trigger {} after {} on {} " + refs +
+                             " for each statement execute function {}").format(
+            sql.Identifier(name), sql.SQL(event), vt, function))
+
+
 def build(conn: psycopg.Connection, src: TileSource) -> float:
     """(Re)build the source's pyramid and attach its trigger; seconds taken. Writers to the
     layer wait meanwhile (SHARE lock), so nothing is missed or counted twice."""
     z = zooms(src)
     if z is None:
         raise ValueError(f"{src.name} has no clustered zooms (detail from z{src.detail_zoom})")
-    vt = sql.Identifier("city", src.version_table)
     t0 = time.perf_counter()
     with conn.transaction():
-        conn.execute(sql.SQL("lock table {} in share mode").format(vt))
-        for (event, refs), name in zip(TRIGGER_EVENTS.items(),
-                                       pyramid_trigger_names(src.version_table), strict=True):
-            conn.execute(sql.SQL("drop trigger if exists {} on {}").format(
-                sql.Identifier(name), vt))
-            conn.execute(sql.SQL(
-                "create trigger {} after {} on {} " + refs +
-                " for each statement execute function city.tile_pyramid_log({})").format(
-                sql.Identifier(name), sql.SQL(event), vt, sql.Literal(src.name)))
+        lock_and_attach(conn, src.version_table, pyramid_trigger_names(src.version_table),
+                        sql.SQL("city.tile_pyramid_log({})").format(sql.Literal(src.name)))
         conn.execute("""
             insert into city.tile_pyramid_layers (layer, version_table, polygonal, zmin, zmax)
             values (%s, %s, %s, %s, %s)

@@ -163,6 +163,12 @@ def tile_trigger_names(spec: LayerSpec) -> list[str]:
     return [f"{spec.version_table}_tiles_{event}" for event in TILE_TRIGGER_EVENTS]
 
 
+# SQL, true where Citus is not installed: the derived data kept by statement triggers or
+# from the change feed (tile pyramid, population counts, statistics rollups) is only
+# kept there
+NO_CITUS = "not exists (select 1 from pg_extension where extname = 'citus')"
+
+
 # the tile pyramid's triggers (tiles/pyramid.py attaches them when it builds one)
 PYRAMID_TRIGGER_EVENTS = ("insert", "update", "delete", "truncate")
 

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 
 from psycopg import sql
 
+from gisplatform.db.distribution import NO_CITUS
 from gisplatform.temporal import contains_sql
 
 from .query import Query, month_starts
@@ -193,9 +194,8 @@ class Rollup:
         if key not in self._usable:
             self._usable[key], = conn.execute("""
                 select to_regclass('city.change_log') is not null
-                   and to_regclass('city.stats_rollup_state') is not null
-                   and not exists (select 1 from pg_extension where extname = 'citus')
-                """).fetchone()
+                   and to_regclass('city.stats_rollup_state') is not null and """
+                + NO_CITUS).fetchone()
         return self._usable[key]
 
     def rows(self, conn, q: Query, counted: Counted) -> list[tuple] | None:

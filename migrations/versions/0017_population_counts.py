@@ -24,6 +24,9 @@ Revision ID: 0017
 Revises: 0016
 """
 
+import importlib.util
+from pathlib import Path
+
 from alembic import op
 
 from gisplatform.temporal import contains_sql
@@ -225,6 +228,15 @@ FUNCTIONS = (("population_by_grid", "grid_cells_version", "grid_code", ""),
               f"and a.level in {ADMIN_LEVELS}"))
 
 
+def _migration(name: str):
+    """Another migration's module (its file beside this one), to run its statements."""
+    spec = importlib.util.spec_from_file_location(name.removesuffix(".py"),
+                                                  Path(__file__).with_name(name))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def upgrade() -> None:
     op.execute("""
         create table city.population_counts (
@@ -250,25 +262,10 @@ def downgrade() -> None:
     for t in ("persons_version", "grid_cells_version", "admin_areas_version"):
         for event in ("insert", "update", "delete", "truncate"):
             op.execute(f'drop trigger if exists "{t}_population_{event}" on city."{t}"')
-    # the functions as migration 0008 left them
-    for fn, table, key, level in FUNCTIONS:
-        op.execute(f"""
-            create or replace function city.{fn}(at timestamptz default now(),
-                                                 bbox geometry default null)
-            returns table (code text, name text, geom geometry, total bigint,
-                           registered bigint, floating bigint)
-            language sql stable security definer set search_path = {PATH} as $$
-              select a.{key}, a.name, a.geom, count(p.vid),
-                     count(p.vid) filter (where p.household_type = 'registered'),
-                     count(p.vid) filter (where p.household_type = 'floating')
-              from city.{table} a
-              left join city.persons_version p
-                on p.geom && a.geom and st_intersects(a.geom, p.geom)
-               and {contains_sql("p.valid", "at")} and upper_inf(p.recorded)
-              where {contains_sql("a.valid", "at")} and upper_inf(a.recorded) {level}
-                and (bbox is null or a.geom && bbox)
-              group by a.{key}, a.name, a.geom
-            $$""")
+    # the functions as migration 0008 left them: its own statements
+    migration_0008 = _migration("0008_population_filter.py")
+    for fn, table, key, level in migration_0008.FUNCTIONS:
+        migration_0008._replace(fn, table, key, level, fast=True)
     op.execute("drop function if exists city.population_counts_build()")
     op.execute("drop function if exists city.population_counts_areas_log()")
     op.execute("drop function if exists city.population_counts_persons_log()")
