@@ -64,7 +64,7 @@ def set_pyramids(url: str, on: bool) -> dict:
                 for name in pyramid_trigger_names(src.version_table) if src.version_table else ():
                     conn.execute(f'drop trigger if exists "{name}" on city."{src.version_table}"')
             conn.execute("delete from city.tile_pyramid_layers")
-            conn.execute("truncate city.tile_pyramid")
+            conn.execute("truncate city.tile_pyramid, city.tile_pyramid_years")
             for table in population.TRIGGERS:
                 for name in population_trigger_names(table):
                     conn.execute(f'drop trigger if exists "{name}" on city."{table}"')

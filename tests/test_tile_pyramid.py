@@ -89,7 +89,10 @@ def instants(conn, table: str) -> list:
     out = [None, parse_instant("1990-01-01T00:00:00+08:00"),
            parse_instant("2035-01-01T00:00:00+08:00"),
            parse_instant("2019-06-01T00:00:00+08:00"), parse_instant("2021-03-17T09:30:00+08:00"),
-           parse_instant("2024-12-31T23:59:59.999999+08:00")]
+           parse_instant("2024-12-31T23:59:59.999999+08:00"),
+           # a year's first instant and the next (yearly rows: migration 0018)
+           parse_instant("2023-01-01T00:00:00+08:00"),
+           parse_instant("2023-01-01T00:00:00.000001+08:00")]
     for t in edges:
         out += [t, t - timedelta(microseconds=1), t + timedelta(microseconds=1)]
     return out
@@ -127,9 +130,12 @@ def test_the_whole_city_at_z9_sums_to_the_layer(url):
 
 
 def pyramid_rows(conn, name) -> dict:
-    return {r[:7]: r[7] for r in conn.execute(
-        "select z, tx, ty, bucket, i, j, n, round(sx) from city.tile_pyramid"
-        " where layer = %s and n <> 0", (name,))}
+    """The layer's monthly and yearly rows that count something."""
+    return {r[:8]: r[8] for r in conn.execute(
+        "select 'month', z, tx, ty, bucket, i, j, n, round(sx) from city.tile_pyramid"
+        " where layer = %s and n <> 0 union all"
+        " select 'year', z, tx, ty, year, i, j, n, round(sx) from city.tile_pyramid_years"
+        " where layer = %s and n <> 0", (name, name))}
 
 
 def test_writes_of_every_kind_keep_it_exact(url):
@@ -174,9 +180,9 @@ def test_writes_of_every_kind_keep_it_exact(url):
 
 def test_truncate_empties_it(url):
     with psycopg.connect(url) as conn:
+        assert pyramid_rows(conn, "cameras")
         conn.execute("truncate city.cameras_version")
-        assert conn.execute("select count(*) from city.tile_pyramid where layer = 'cameras'"
-                            ).fetchone()[0] == 0
+        assert pyramid_rows(conn, "cameras") == {}
         for z_, x, y in tiles_over_the_core(10):
             assert features(conn, "cameras", z_, x, y, None, pyramid=True) == []
         conn.rollback()
@@ -216,22 +222,26 @@ def test_the_server_serves_clusters_from_it(url, tmp_path):
                              key=lambda t: (t[1], t[2]))
                 want = features(conn, "cases", z_, x, y, parse_instant(at), pyramid=False)
                 assert [n for n, _, _ in got] == [n for n, _, _ in want]
-        # and it is the pyramid that answers: one more in a cell shows in the served tile
+        # and it is the pyramid that answers: one more in a cell of a year before T's and
+        # one more in a cell of a month of T's year before T's show in the served tile
         z_, x, y = tiles_over_the_core(10)[4]
-        at = "2022-01-01T00:00:00+08:00"
+        at = "2022-07-01T00:00:00+08:00"
         before = features(conn, "cases", z_, x, y, parse_instant(at), pyramid=False)
         # (with its point at the cell's mean: a cluster whose mean left the tile is dropped)
-        conn.execute("update city.tile_pyramid set sx = sx + sx / n, sy = sy + sy / n,"
-                     " n = n + 1 where ctid = (select ctid from"
-                     " city.tile_pyramid where layer = 'cases' and z = %s and tx = %s and ty = %s"
-                     " and bucket < 2022 * 12 and n > 0 limit 1)", (z_, x, y))
+        for table, bound in (("tile_pyramid_years", "year < 2022"),
+                             ("tile_pyramid", "bucket between 2022 * 12 and 2022 * 12 + 5")):
+            assert conn.execute(
+                f"update city.{table} set sx = sx + sx / n, sy = sy + sy / n, n = n + 1"
+                f" where ctid = (select ctid from city.{table} where layer = 'cases'"
+                f" and z = %s and tx = %s and ty = %s and {bound} and n > 0 limit 1)",
+                (z_, x, y)).rowcount == 1, table
         conn.commit()
         r = httpx.get(f"{base}/tiles/cases/{z_}/{x}/{y}.mvt", params={"datetime": at}, timeout=30)
         served = sum(f["properties"]["count"]
                      for f in mapbox_vector_tile.decode(r.content)["cases"]["features"])
         build(conn, SOURCES["cases"])
         conn.commit()
-    assert served == sum(n for n, _, _ in before) + 1
+    assert served == sum(n for n, _, _ in before) + 2
 
 
 def test_a_starting_server_builds_what_is_missing(pg, tmp_path):

@@ -83,6 +83,7 @@ OTHER_TABLES = {
     # tile pyramid (migration 0015): kept by statement triggers, which Citus would run per
     # shard, so they are dropped there and the tiles read the version tables
     "tile_pyramid": (LOCAL, "monthly counts per map cell behind low-zoom tiles"),
+    "tile_pyramid_years": (LOCAL, "yearly counts per map cell behind low-zoom tiles"),
     "tile_pyramid_layers": (LOCAL, "which layers have a tile pyramid, for which zooms"),
     # population counts (migration 0017): statement triggers as the tile pyramid's, so
     # never built there (tiles/population.py) and the population functions join instead

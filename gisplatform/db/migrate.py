@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+from types import ModuleType
+
 from alembic import command
 from alembic.config import Config
 
@@ -22,6 +25,16 @@ def alembic_config(url: str) -> Config:
     # ConfigParser interpolation: a % in the password must be doubled.
     cfg.set_main_option("sqlalchemy.url", sqlalchemy_url(url).replace("%", "%%"))
     return cfg
+
+
+def migration_module(filename: str) -> ModuleType:
+    """A migration's module (migrations/versions/`filename`), for a later migration that
+    runs its statements again (a downgrade restoring them, a function rebuilt from them)."""
+    path = REPO_ROOT / "migrations" / "versions" / filename
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def upgrade(url: str, revision: str = "head") -> None:

@@ -46,10 +46,11 @@ _CONTRIBUTIONS = {
 }
 
 
-def _apply(rows: str, cfg: tuple[str, str, str, str]) -> str:
-    """Add the signed rows' events to the pyramid, per zoom of the layer's config
-    (`cfg`: how the statement names its layer, polygonal, zmin, zmax)."""
-    layer, polygonal, zmin, zmax = cfg
+def _cells(rows: str, cfg: tuple[str, str, str, str]) -> str:
+    """The signed rows' events per zoom of the layer's config (`cfg`: how the statement
+    names its layer, polygonal, zmin, zmax) and cell: the CTEs ending in `cells` (d, x, y,
+    b, z, cx, cy). Migration 0018 adds yearly rows from the same events."""
+    _, polygonal, zmin, zmax = cfg
     return f"""
         with pts as (
           select s.sign, st_transform(case when {polygonal} then st_pointonsurface(s.geom)
@@ -65,9 +66,14 @@ def _apply(rows: str, cfg: tuple[str, str, str, str]) -> str:
           select e.d, e.x, e.y, e.b, z.z, city.tile_cell(e.x, z.z + 5) as cx,
                  city.tile_cell(-e.y, z.z + 5) as cy
           from events e cross join generate_series({zmin}::int, {zmax}::int) as z(z)
-        )
+        )"""
+
+
+def _apply(rows: str, cfg: tuple[str, str, str, str]) -> str:
+    """Add the signed rows' events to the pyramid (`cfg` as _cells)."""
+    return _cells(rows, cfg) + f"""
         insert into city.tile_pyramid as p (layer, z, tx, ty, i, j, bucket, n, sx, sy)
-        select {layer}, z, cx >> 5, cy >> 5, cx & 31, cy & 31, b, sum(d), sum(d * x), sum(d * y)
+        select {cfg[0]}, z, cx >> 5, cy >> 5, cx & 31, cy & 31, b, sum(d), sum(d * x), sum(d * y)
         from cells group by z, cx, cy, b
         -- in the key's order: a tile's rows then lie together on disk (a cold city-size
         -- tile read 78 k rows scattered over the table in 630 ms)
@@ -77,6 +83,44 @@ def _apply(rows: str, cfg: tuple[str, str, str, str]) -> str:
 
 
 _CFG = ("cfg.layer", "cfg.polygonal", "cfg.zmin", "cfg.zmax")
+
+
+def create_functions(apply, tables: tuple[str, ...] = ("city.tile_pyramid",)) -> None:
+    """The trigger function and the build function, with `apply` writing a statement's
+    events into `tables` (migration 0018 passes its own, and its downgrade these)."""
+    empty = " ".join(f"delete from {t} where layer = cfg.layer;" for t in tables)
+    op.execute(f"""
+        create or replace function city.tile_pyramid_log() returns trigger
+        language plpgsql as $$
+        declare cfg city.tile_pyramid_layers;
+        begin
+          select * into cfg from city.tile_pyramid_layers where layer = tg_argv[0];
+          if not found then
+            return null;
+          end if;
+          if tg_op = 'TRUNCATE' then
+            {empty}
+          elsif tg_op = 'INSERT' then {apply(_CONTRIBUTIONS["INSERT"], _CFG)};
+          elsif tg_op = 'DELETE' then {apply(_CONTRIBUTIONS["DELETE"], _CFG)};
+          else {apply(_CONTRIBUTIONS["UPDATE"], _CFG)};
+          end if;
+          return null;
+        end $$""")
+    # the whole pyramid of a layer from its version table, as the trigger would have
+    # written it (tiles/pyramid.py calls it under a lock that keeps writers out)
+    build = apply("select 1 as sign, geom, valid from city.__table__ where upper_inf(recorded)",
+                  ("$1", "$2", "$3", "$4")).replace("'", "''")
+    op.execute(f"""
+        create or replace function city.tile_pyramid_build(p_layer text) returns void
+        language plpgsql as $$
+        declare cfg city.tile_pyramid_layers;
+        begin
+          select * into strict cfg from city.tile_pyramid_layers where layer = p_layer;
+          {empty}
+          perform set_config('work_mem', '256MB', true);  -- one hash aggregate of it all
+          execute replace('{build}', '__table__', quote_ident(cfg.version_table))
+            using cfg.layer, cfg.polygonal, cfg.zmin, cfg.zmax;
+        end $$""")
 
 
 def upgrade() -> None:
@@ -125,38 +169,7 @@ def upgrade() -> None:
           n bigint not null, sx float8 not null, sy float8 not null,
           primary key (layer, z, tx, ty, bucket, i, j)
         )""")
-    op.execute(f"""
-        create function city.tile_pyramid_log() returns trigger
-        language plpgsql as $$
-        declare cfg city.tile_pyramid_layers;
-        begin
-          select * into cfg from city.tile_pyramid_layers where layer = tg_argv[0];
-          if not found then
-            return null;
-          end if;
-          if tg_op = 'TRUNCATE' then
-            delete from city.tile_pyramid where layer = cfg.layer;
-          elsif tg_op = 'INSERT' then {_apply(_CONTRIBUTIONS["INSERT"], _CFG)};
-          elsif tg_op = 'DELETE' then {_apply(_CONTRIBUTIONS["DELETE"], _CFG)};
-          else {_apply(_CONTRIBUTIONS["UPDATE"], _CFG)};
-          end if;
-          return null;
-        end $$""")
-    # the whole pyramid of a layer from its version table, as the trigger would have
-    # written it (tiles/pyramid.py calls it under a lock that keeps writers out)
-    build = _apply("select 1 as sign, geom, valid from city.__table__ where upper_inf(recorded)",
-                   ("$1", "$2", "$3", "$4")).replace("'", "''")
-    op.execute(f"""
-        create function city.tile_pyramid_build(p_layer text) returns void
-        language plpgsql as $$
-        declare cfg city.tile_pyramid_layers;
-        begin
-          select * into strict cfg from city.tile_pyramid_layers where layer = p_layer;
-          delete from city.tile_pyramid where layer = p_layer;
-          perform set_config('work_mem', '256MB', true);  -- one hash aggregate of it all
-          execute replace('{build}', '__table__', quote_ident(cfg.version_table))
-            using cfg.layer, cfg.polygonal, cfg.zmin, cfg.zmax;
-        end $$""")
+    create_functions(_apply)
     for (t,) in op.get_bind().exec_driver_sql(VERSION_TABLES):
         op.execute(f'create index if not exists "{t}_valid_hi" on city."{t}" (upper(valid))'
                    " where not upper_inf(valid)")

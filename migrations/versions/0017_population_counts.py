@@ -24,11 +24,9 @@ Revision ID: 0017
 Revises: 0016
 """
 
-import importlib.util
-from pathlib import Path
-
 from alembic import op
 
+from gisplatform.db.migrate import migration_module
 from gisplatform.temporal import contains_sql
 
 revision = "0017"
@@ -228,15 +226,6 @@ FUNCTIONS = (("population_by_grid", "grid_cells_version", "grid_code", ""),
               f"and a.level in {ADMIN_LEVELS}"))
 
 
-def _migration(name: str):
-    """Another migration's module (its file beside this one), to run its statements."""
-    spec = importlib.util.spec_from_file_location(name.removesuffix(".py"),
-                                                  Path(__file__).with_name(name))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def upgrade() -> None:
     op.execute("""
         create table city.population_counts (
@@ -263,7 +252,7 @@ def downgrade() -> None:
         for event in ("insert", "update", "delete", "truncate"):
             op.execute(f'drop trigger if exists "{t}_population_{event}" on city."{t}"')
     # the functions as migration 0008 left them: its own statements
-    migration_0008 = _migration("0008_population_filter.py")
+    migration_0008 = migration_module("0008_population_filter.py")
     for fn, table, key, level in migration_0008.FUNCTIONS:
         migration_0008._replace(fn, table, key, level, fast=True)
     op.execute("drop function if exists city.population_counts_build()")
