@@ -91,6 +91,10 @@ def create_app(settings: Settings | None = None, db_url: str | None = None) -> F
     app.middleware("http")(authenticate(app_pool))  # who calls: current_principal
     app.include_router(patch_router())  # before the /ogc mount, which routes no PATCH
 
+    try:  # the published layers (layers/published.py), served with the built-in ones
+        wiring.load_published(url)
+    except Exception as e:  # noqa: BLE001 -- the database may be down: the built-in ones serve
+        logging.getLogger("gisplatform.app").warning("published layers not read: %s", e)
     collections = wiring.ogc_collections()
     cache_dir = settings.data_dir / "tiles"
     tile_cache = TileCache(cache_dir, settings.tile_cache_memory_mb << 20,

@@ -11,6 +11,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from layers.cli import layer_app
 from models3d.cli import threed_app
 from tiles.cli import tiles_app
 from tiles.raster_cli import raster_app
@@ -25,9 +26,21 @@ from .exports import export_command
 from .opendata import opendata_app
 from .security.cli import analyst_app, token_app
 from .stats import stats_app
-from .wiring import CLI_PARTS, build_derived, city_bbox
+from .wiring import CLI_PARTS, all_layers, build_derived, city_bbox, layers
 
 app = typer.Typer(help="Fushun spatio-temporal city platform.", no_args_is_help=True)
+
+
+def _layers():
+    """Built-in and published layers (the registry read from the database; the built-in
+    ones alone when it cannot be reached, and the command says what it finds)."""
+    import psycopg
+
+    try:
+        return all_layers(database_url(get_settings()))
+    except psycopg.OperationalError:
+        return layers()
+
 
 
 @app.callback()
@@ -43,10 +56,11 @@ app.add_typer(analyst_app, name="analyst")
 app.add_typer(tiles_app, name="tiles")
 app.add_typer(threed_app, name="3d")
 app.add_typer(raster_app, name="raster")
-app.add_typer(changes_app(lambda: __import__("layers").LAYERS), name="changes")
-app.command("export")(export_command(lambda: __import__("layers").LAYERS))
-app.add_typer(opendata_app(lambda: __import__("layers").LAYERS), name="opendata")
+app.add_typer(changes_app(_layers), name="changes")
+app.command("export")(export_command(_layers))
+app.add_typer(opendata_app(_layers), name="opendata")
 app.add_typer(stats_app, name="stats")
+app.add_typer(layer_app, name="layer")
 out = Console(soft_wrap=True)
 
 
@@ -183,15 +197,14 @@ def import_(
         TimeRemainingColumn,
     )
 
-    from layers import get_layer
     from layers.importer import ImportFailed, run_import, write_rejects
 
-    try:
-        target = get_layer(layer)
-    except KeyError as e:
-        err.print(f"[red]error:[/red] {e.args[0]}")
-        raise typer.Exit(2) from None
     url = database_url(get_settings())
+    known = _layers()
+    if layer not in known:
+        err.print(f"[red]error:[/red] unknown layer {layer!r}; layers: {', '.join(known)}")
+        raise typer.Exit(2)
+    target = known[layer]
     with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
                   TimeRemainingColumn(), console=err, transient=True) as bar:
         def factory(total: int):

@@ -25,12 +25,37 @@ SEARCHED = (("addresses", "address", "address"),
             ("cameras", "name || ' ' || fid", None))
 
 
+# the published layers (layers/published.py) read by load_published: name → layer
+_PUBLISHED: dict = {}
+
+
 def layers() -> Mapping:
-    """The layer registry (name → layer), imported on first use: the CLI's quick commands
-    need not load every theme."""
+    """Every layer (name → layer): the built-in ones, imported on first use (the CLI's
+    quick commands need not load every theme), and the published ones last read from the
+    registry (load_published)."""
     from layers import LAYERS
 
-    return LAYERS
+    return {**LAYERS, **_PUBLISHED} if _PUBLISHED else LAYERS
+
+
+def load_published(url: str) -> list[str]:
+    """Read the published layers' definitions from the registry; their names. The app
+    calls it as it starts, the CLI before a command that takes a layer name."""
+    from layers import LAYERS, published
+
+    from .db.connections import connect
+
+    with connect(url, "gisplatform-layers") as conn:
+        found = {d.name: d.to_layer() for d in published.load(conn) if d.name not in LAYERS}
+    _PUBLISHED.clear()
+    _PUBLISHED.update(found)
+    return list(found)
+
+
+def all_layers(url: str) -> Mapping:
+    """layers() after load_published(url): for the CLI's layer-taking commands."""
+    load_published(url)
+    return layers()
 
 
 def city_bbox() -> tuple[float, float, float, float]:

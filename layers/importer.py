@@ -366,14 +366,17 @@ def run_import(conn: psycopg.Connection, layer: Layer, path: Path, *, crs: str |
                dry_run: bool = False, retire_missing: bool = False, all_or_nothing: bool = False,
                source_layer: str | None = None,
                progress_factory: Callable[[int], Callable[[int], None]] | None = None,
+               mapping: Mapping | None = None, read: tuple[list[Row], str | None] | None = None,
                ) -> ImportReport:
-    """The whole import. Raises ImportFailed before anything is written when it cannot start."""
-    mapping = Mapping.load(mapping_path)
+    """The whole import. Raises ImportFailed before anything is written when it cannot start.
+    `mapping` instead of `mapping_path`, `read` the file's rows and CRS already read
+    (read_rows): what `gisplatform layer create` has after inferring the definition."""
+    mapping = mapping or Mapping.load(mapping_path)
     try:
         vf = parse_instant(valid_from) if valid_from else None
     except TemporalError as e:
         raise ImportFailed(f"--valid-from: {e}") from None
-    rows, file_crs = read_rows(path, source_layer)
+    rows, file_crs = read or read_rows(path, source_layer)
     crs_text = crs or mapping.crs or file_crs
     if crs_text is None and path.suffix.lower() in (".geojson", ".json"):
         crs_text = "OGC:CRS84"  # RFC 7946

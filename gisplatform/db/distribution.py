@@ -89,6 +89,8 @@ OTHER_TABLES = {
     # never built there (tiles/population.py) and the population functions join instead
     "population_counts": (LOCAL, "monthly person counts per area behind population tiles"),
     "population_counts_state": (LOCAL, "whether the population counts are built"),
+    # the layer registry (migration 0019): read by every app as it starts
+    "layer_registry": (LOCAL, "definitions of published layers, versioned"),
     "alembic_version": (LOCAL, "migration bookkeeping"),
 }
 

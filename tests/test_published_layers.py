@@ -1,0 +1,278 @@
+"""Layers as data (layers/definition.py, published.py, inference.py, cli.py): a dataset
+published from a file with `gisplatform layer create` is a layer like the built-in ones —
+served through OGC API (OWSLib), vector tiles and the change feed, its personal attribute
+masked on each — and bad definitions and files get one clear error and leave nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import mapbox_vector_tile
+import morecantile
+import psycopg
+import pytest
+from conftest import fresh_database, serving
+
+from layers import LAYERS
+from layers.definition import DefinitionError, describe, parse, parse_toml
+from layers.fushun import URBAN_BBOX
+from layers.inference import infer
+
+CLI = str(Path(sys.executable).with_name("gisplatform"))
+X0, Y0 = (URBAN_BBOX[0] + URBAN_BBOX[2]) / 2, (URBAN_BBOX[1] + URBAN_BBOX[3]) / 2
+def _resident_id() -> str:
+    """A valid GB 11643 number (layers/codes.py)."""
+    import datetime
+
+    from layers.codes import make_resident_id
+    return make_resident_id("210402", datetime.date(1990, 1, 1), 123)
+
+
+def schools(path: Path, n: int = 5, **change) -> Path:
+    """A GeoJSON of schools: id, 名称, 学生数, 联系人, 电话 (the last two personal)."""
+    feats = []
+    for i in range(n):
+        props = {"id": f"S{i:03d}", "名称": f"第{i + 1}中学", "students": 300 + i,
+                 "联系人": "张三", "电话": f"1391234{i:04d}", "opened": "2001-09-01"}
+        geom = {"type": "Point", "coordinates": [X0 + i * 0.001, Y0 + i * 0.001]}
+        feats.append({"type": "Feature", "properties": props, "geometry": geom})
+    for i, f in change.get("features", {}).items():
+        feats[i] = f
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": feats},
+                               ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+def run(url: str, data_dir: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "DATABASE_URL": url, "GISPLATFORM_DATA_DIR": str(data_dir)}
+    return subprocess.run([CLI, "layer", *args], env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.fixture(scope="module")
+def url(pg):
+    return fresh_database(pg, "published")
+
+
+def nothing_left(url: str, name: str) -> bool:
+    table = name.replace("-", "_")
+    with psycopg.connect(url) as c:
+        return (c.execute("select count(*) from city.layer_registry where name = %s",
+                          (name,)).fetchone()[0] == 0
+                and c.execute("select to_regclass(%s)", (f"city.{table}_version",)
+                              ).fetchone()[0] is None)
+
+
+def test_every_builtin_layer_has_a_definition_that_round_trips():
+    for layer in LAYERS.values():
+        d = describe(layer)
+        assert d.builtin and parse_toml(d.to_toml()) == d
+        assert [a.name for a in d.attributes] == list(layer.spec.attribute_names)
+        assert {a.name for a in d.attributes if a.personal} == set(layer.personal)
+    assert describe(LAYERS["persons"]).id_rule.startswith("keyed pseudonym")
+
+
+def test_inference_marks_personal_columns_by_name_and_value(tmp_path):
+    rows = [{"type": "Feature", "geometry": {"type": "Point", "coordinates": [X0, Y0 + i / 1e3]},
+             "properties": {"code": f"C{i}", "who": _resident_id(), "contact_no": "13912345678",
+                            "名称": "x", "人数": i}} for i in range(3)]
+    path = tmp_path / "p.geojson"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": rows}), encoding="utf-8")
+    got = infer(path, "things", department="test")
+    attrs = {a.source: a for a in got.definition.attributes}
+    assert attrs["who"].personal and attrs["who"].mask == "id_number"  # by value
+    assert attrs["contact_no"].personal and attrs["contact_no"].mask == "phone"
+    assert not attrs["名称"].personal and attrs["名称"].name == "name"
+    assert attrs["名称"].title_zh == "名称"
+    assert attrs["人数"].type == "integer" and attrs["code"].type == "text"
+    assert got.definition.id_attribute == "code"
+    assert any("personal (id_number)" in n for n in got.notes)
+    # --public-field makes a column public, and says so
+    got = infer(path, "things", department="test", public=("contact_no",))
+    assert not {a.source: a for a in got.definition.attributes}["contact_no"].personal
+
+
+def test_dry_run_prints_the_definition_and_writes_nothing(url, tmp_path):
+    r = run(url, tmp_path, "create", "schools-dry", "--from", str(schools(tmp_path / "s.geojson")),
+            "--department", "教育局", "--dry-run")
+    assert r.returncode == 0, r.stderr
+    d = parse_toml(r.stdout)
+    by_source = {a.source: a for a in d.attributes}
+    assert by_source["联系人"].personal and by_source["电话"].personal
+    assert by_source["opened"].type == "date" and by_source["students"].type == "integer"
+    assert "personal" in r.stderr and "nothing written" in r.stderr
+    assert nothing_left(url, "schools-dry")
+
+
+@pytest.fixture(scope="module")
+def published(url, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("schools")
+    r = run(url, tmp, "create", "schools", "--from", str(schools(tmp / "schools.geojson")),
+            "--department", "抚顺市教育局 Education Bureau", "--sharing", "unconditional",
+            "--title", "学校", "--title-en", "Schools",
+            "--valid-from", "2020-01-01T00:00:00+08:00")
+    assert r.returncode == 0, r.stderr
+    assert "5 inserted" in r.stderr
+    return url
+
+
+def test_it_is_listed_and_versioned(published, tmp_path):
+    r = run(published, tmp_path, "list", "--json")
+    rows = [json.loads(x) for x in r.stdout.splitlines()]
+    mine = next(x for x in rows if x["name"] == "schools")
+    assert mine["builtin"] is False and mine["title"] == "学校 Schools"
+    assert {x["name"] for x in rows} >= set(LAYERS)
+    with psycopg.connect(published) as c:
+        n, = c.execute("select count(*) from city.schools_version where upper_inf(recorded)"
+                       ).fetchone()
+        actor, action = c.execute("select actor, action from city.layer_registry"
+                                  " where name = 'schools'").fetchone()
+    assert n == 5 and action == "create" and actor.startswith("cli:")
+
+
+def test_it_is_served_like_a_builtin_layer_with_its_personal_fields_masked(published, tmp_path):
+    from owslib.ogcapi.features import Features
+
+    with serving(published, tmp_path) as base:
+        api = Features(f"{base}/ogc")
+        assert "schools" in [c["id"] for c in api.collections()["collections"]]
+        items = api.collection_items("schools", limit=10)
+        props = {f["id"]: f["properties"] for f in items["features"]}
+        assert len(props) == 5
+        p = props["S001"]
+        assert p["name"] == "第2中学" and p["students"] == 301
+        assert p["phone"] != "13912340001" and "*" in p["phone"]  # masked for anonymous
+        assert p["contact"] != "张三"
+        # queryables carry the zh titles; a personal attribute is not queryable
+        q = httpx.get(f"{base}/ogc/collections/schools/queryables", timeout=30).json()
+        assert "phone" not in q["properties"] and "name" in q["properties"]
+        r = httpx.get(f"{base}/ogc/collections/schools/items",
+                      params={"filter": "phone = '13912340001'"}, timeout=30)
+        assert r.status_code == 400
+        r = httpx.get(f"{base}/ogc/collections/schools/items",
+                      params={"filter": "students > 302"}, timeout=30)
+        assert sorted(f["id"] for f in r.json()["features"]) == ["S003", "S004"]
+        # history collection and datetime
+        r = httpx.get(f"{base}/ogc/collections/schools/items",
+                      params={"datetime": "2019-06-01T00:00:00+08:00"}, timeout=30)
+        assert r.json()["features"] == []
+        # vector tiles at the detail zoom: the features, without personal attributes
+        t = morecantile.tms.get("WebMercatorQuad").tile(X0, Y0, 14)
+        r = httpx.get(f"{base}/tiles/schools/14/{t.x}/{t.y}.mvt", timeout=30)
+        assert r.status_code == 200
+        feats = mapbox_vector_tile.decode(r.content)["schools"]["features"]
+        assert feats and all("phone" not in f["properties"] and "contact" not in f["properties"]
+                             for f in feats)
+        assert any(f["properties"].get("name") == "第1中学" for f in feats)
+        style = httpx.get(f"{base}/tiles/style.json", timeout=30).json()
+        assert "schools" in style["sources"]
+        # the catalogue record: owner, sharing, the personal fields marked
+        rec = httpx.get(f"{base}/ogc/collections/catalogue/items/schools", timeout=30).json()
+        fields = {f["name"]: f for f in rec["properties"]["fields"]}
+        assert fields["phone"]["personal"] and not fields["name"]["personal"]
+        assert "教育局" in json.dumps(rec, ensure_ascii=False)
+        # the change feed: the five first versions, masked
+        feed = httpx.get(f"{base}/api/changes", params={"layer": "schools"}, timeout=30).json()
+        opened = [c for c in feed["changes"] if c["properties"]]
+        assert len(opened) == 5 and all("*" in c["properties"]["phone"] for c in opened)
+        # GDAL's OAPIF driver (QGIS's) lists and reads it
+        import pyogrio
+
+        assert "schools" in pyogrio.list_layers(f"OAPIF:{base}/ogc")[:, 0]
+        meta, _, geoms, fields = pyogrio.raw.read(f"OAPIF:{base}/ogc", layer="schools")
+        assert len(geoms) == 5 and meta["crs"] == "EPSG:4490"
+        assert "phone" in meta["fields"]
+    # an export (CLI), masked without a grant
+    out = tmp_path / "schools.geojson"
+    env = {**os.environ, "DATABASE_URL": published, "GISPLATFORM_DATA_DIR": str(tmp_path)}
+    r = subprocess.run([CLI, "export", "schools", str(out)], env=env, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(out.read_text(encoding="utf-8"))["features"]
+    assert len(rows) == 5 and all("*" in f["properties"]["phone"] for f in rows)
+
+
+def test_alter_adds_and_keeps_every_version(published, tmp_path):
+    r = run(published, tmp_path, "show", "schools")
+    d = parse_toml(r.stdout)
+    added = d.model_dump(mode="json")
+    added["attributes"].append({"name": "principal_phone", "type": "text", "personal": True,
+                                "mask": "phone"})
+    spec = tmp_path / "schools.toml"
+    spec.write_text(parse(added).to_toml(), encoding="utf-8")
+    r = run(published, tmp_path, "alter", "schools", "--spec", str(spec))
+    assert r.returncode == 0 and "added principal_phone" in r.stderr, r.stderr
+    with psycopg.connect(published) as c:
+        assert c.execute("select count(*) from city.schools where principal_phone is null"
+                         ).fetchone()[0] == 5
+        assert c.execute("select count(*) from city.layer_registry where name = 'schools'"
+                         ).fetchone()[0] == 2
+    # destructive changes are refused and change nothing
+    dropped = d.model_dump(mode="json")
+    dropped["attributes"] = [a for a in dropped["attributes"] if a["name"] != "students"]
+    spec.write_text(parse(dropped).to_toml(), encoding="utf-8")
+    r = run(published, tmp_path, "alter", "schools", "--spec", str(spec))
+    assert r.returncode == 1 and "students cannot be dropped" in r.stderr
+    r = run(published, tmp_path, "show", "schools", "--history")
+    assert [json.loads(x)["action"] for x in r.stdout.splitlines()] == ["create", "alter"]
+
+
+@pytest.mark.parametrize("name, why", [
+    ("persons", "built-in collection"), ("select", "reserved"), ("../etc", "layer name"),
+    ("Bad_Name", "layer name"), ("x-history", "reserved"), ("schools", "already published"),
+])
+def test_dangerous_or_taken_names_are_refused(published, tmp_path, name, why):
+    r = run(published, tmp_path, "create", name, "--from",
+            str(schools(tmp_path / "s.geojson")), "--department", "d")
+    assert r.returncode != 0 and why in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_bad_files_and_definitions_leave_nothing(url, tmp_path):
+    def refused(name: str, path: Path, *extra: str) -> str:
+        r = run(url, tmp_path, "create", name, "--from", str(path), "--department", "d", *extra)
+        assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
+        assert nothing_left(url, name)
+        return r.stderr
+
+    dup = schools(tmp_path / "dup.geojson")
+    data = json.loads(dup.read_text())
+    data["features"][3]["properties"]["id"] = "S001"
+    dup.write_text(json.dumps(data), encoding="utf-8")
+    assert "rows 2 and 4 both have 'S001'" in refused("dup-ids", dup)
+    data["features"][3]["properties"]["id"] = "S003"
+    data["features"][2]["geometry"] = {"type": "LineString",
+                                       "coordinates": [[X0, Y0], [X0 + 0.01, Y0]]}
+    mixed = tmp_path / "mixed.geojson"
+    mixed.write_text(json.dumps(data), encoding="utf-8")
+    assert "mixed geometry types" in refused("mixed", mixed)
+    nogeom = tmp_path / "nogeom.csv"
+    nogeom.write_text("id,name\n1,a\n2,b\n", encoding="utf-8")
+    assert "no geometries" in refused("no-geom", nogeom, "--crs", "EPSG:4490")
+    outside = schools(tmp_path / "far.geojson")
+    data = json.loads(outside.read_text())
+    data["features"][4]["geometry"]["coordinates"] = [116.4, 39.9]  # Beijing
+    outside.write_text(json.dumps(data), encoding="utf-8")
+    assert "outside Fushun" in refused("far", outside)
+    gbk = tmp_path / "gbk.csv"
+    gbk.write_bytes("id,名称,lon,lat\n1,学校,123.9,41.87\n".encode("gbk"))
+    assert "cannot read CSV" in refused("gbk", gbk, "--crs", "EPSG:4490")
+    # a definition that cannot be a layer
+    for bad, msg in (({"attributes": [{"name": "a", "type": "money"}]}, "unknown attribute types"),
+                     ({"attributes": [{"name": "a"}, {"name": "a"}]}, "used twice"),
+                     ({"attributes": [{"name": "geom"}]}, "reserved"),
+                     ({"attributes": [{"name": "a", "personal": True}]}, "is personal")):
+        with pytest.raises(DefinitionError, match=msg):
+            parse({"name": "bad", "department": "d", "geometry_type": "Point",
+                   "id_attribute": "a", **bad})
+
+
+def test_a_file_over_the_limit_is_refused_before_reading(tmp_path):
+    path = schools(tmp_path / "s.geojson")
+    with pytest.raises(DefinitionError, match="over the 0 MB limit"):
+        infer(path, "big", department="d", max_bytes=100)
