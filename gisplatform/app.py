@@ -30,9 +30,10 @@ from .errors import NoNulInPath
 from .errors import install as install_error_handlers
 from .exports import exports_router
 from .observability import Metrics, RequestLog, configure_logging
-from .ogc.mount import ogc_app
+from .ogc.mount import ogc_app, reconfigure
 from .ogc.transactions import patch_router
 from .opendata import opendata_router
+from .registry.routes import layers_router
 from .security.middleware import authenticate
 from .stats import stats_router
 from .viewer import viewer_app
@@ -44,6 +45,28 @@ def _build_derived(url: str) -> None:
         wiring.build_derived(url, log.info)
     except Exception as e:  # noqa: BLE001 -- the database may be down: requests still work
         log.warning("building tile pyramids and statistics rollups failed: %s", e)
+
+
+async def _watch_layers(url: str, every: float, reload) -> None:
+    """Serve published layers as they change, without a restart: every `every` seconds,
+    where the layer registry stands (wiring.registry_mark); on a change, `reload()` in a
+    thread. Each worker watches for itself, so every worker picks a change up."""
+    log = logging.getLogger("gisplatform.app")
+    mark = None
+    try:
+        mark = await asyncio.to_thread(wiring.registry_mark, url)
+    except Exception as e:  # noqa: BLE001 -- the database may be down: watch on
+        log.warning("layer registry not read: %s", e)
+    while True:
+        await asyncio.sleep(every)
+        try:
+            now = await asyncio.to_thread(wiring.registry_mark, url)
+            if now != mark:
+                await asyncio.to_thread(reload)
+                log.info("published layers reloaded: %s", ", ".join(wiring.layers()))
+                mark = now
+        except Exception as e:  # noqa: BLE001 -- try again at the next look
+            log.warning("published layers not reloaded: %s", e)
 
 
 def create_app(settings: Settings | None = None, db_url: str | None = None) -> FastAPI:
@@ -65,11 +88,14 @@ def create_app(settings: Settings | None = None, db_url: str | None = None) -> F
                          daemon=True).start()
         listener = asyncio.create_task(invalidator.run())
         hooks = asyncio.create_task(webhooks.run())  # change-feed webhooks (changefeed/webhooks.py)
+        watcher = asyncio.create_task(_watch_layers(url, settings.layer_poll_seconds,
+                                                    reload_layers))
         try:
             yield
         finally:
             listener.cancel()
             hooks.cancel()
+            watcher.cancel()
             webhooks.close()
             await app_pool.close()
             ogc_pool.close()
@@ -95,38 +121,50 @@ def create_app(settings: Settings | None = None, db_url: str | None = None) -> F
         wiring.load_published(url)
     except Exception as e:  # noqa: BLE001 -- the database may be down: the built-in ones serve
         logging.getLogger("gisplatform.app").warning("published layers not read: %s", e)
-    collections = wiring.ogc_collections()
+    served = app.state.served = wiring.Served.now()
+    collections = served.collections
     cache_dir = settings.data_dir / "tiles"
     tile_cache = TileCache(cache_dir, settings.tile_cache_memory_mb << 20,
                            settings.tile_cache_disk_mb << 20)
-    tiles = app.state.tiles = TileService(wiring.tile_sources(), tile_cache, app_pool,
+    tiles = app.state.tiles = TileService(served.tile_sources, tile_cache, app_pool,
                                            settings.tile_renders)
     invalidator = app.state.tile_invalidator = TileInvalidator(
         url, tile_cache, wiring.TILE_DEPENDENTS, cache_dir / "state.json")
     # before the /ogc mount: OGC API Tiles requests for tiles are answered here
     app.include_router(tile_router(
         tiles, settings.public_url, wiring.city_bbox(), basemaps=basemaps(app_pool, settings.public_url),
-        ogc_tiles={c.id: c.tiles for c in collections if c.tiles}))
+        ogc_tiles=served.ogc_tiles))
     app.add_middleware(CachedTileFastPath, service=tiles)  # outermost: before auth
 
     app.mount("/ogc", ogc_app(collections, ogc_pool, settings.public_url,
                               settings.data_dir / "ogc", wiring.ogc_processors()))
 
-    layers = wiring.layers()
-    app.include_router(search_router(wiring.searchables(), ogc_pool.connection,
+    def reload_layers() -> None:
+        """The published layers read again and served: every router holds `served`'s
+        containers, updated in place; pygeoapi gets a new configuration."""
+        wiring.load_published(url)
+        served.refresh()
+        reconfigure(served.collections, ogc_pool, settings.public_url,
+                    settings.data_dir / "ogc", wiring.ogc_processors())
+
+    layers = served.layers
+    app.include_router(search_router(served.searchables, ogc_pool.connection,
                                      settings.public_url))
     # command-centre statistics: monthly series by area (aggregates only)
-    app.include_router(stats_router(wiring.stats_sharing(), ogc_pool.connection,
+    app.include_router(stats_router(served.stats_sharing, ogc_pool.connection,
                                     wiring.stats_city()))
     # the change feed and its webhooks
-    feeds = wiring.feed_layers(collections)
-    app.include_router(changes_router(feeds, ogc_pool.connection, settings.public_url))
-    webhooks = WebhookDeliverer(url, {f.name: f for f in feeds.values()},
-                                settings.webhook_retry_seconds,
+    app.include_router(changes_router(served.feeds, ogc_pool.connection, settings.public_url))
+    webhooks = WebhookDeliverer(url, served.webhook_layers, settings.webhook_retry_seconds,
                                 retention=timedelta(days=settings.change_retention_days))
     # export jobs; open data downloads and their schedule
     app.include_router(exports_router(layers, url, settings))
     app.include_router(opendata_router(layers.values(), url, settings))
+    # layer definitions; publishing a dataset as a layer (a job; the watcher serves it)
+    app.include_router(layers_router(
+        wiring.layer_publisher(url), lambda: wiring.layer_definitions(url),
+        lambda code: wiring.department_name(url, code),
+        lambda name: wiring.layer_name_taken(url, name), settings))
     # 3D: Cesium terrain from the registered DEM before /3d/{name}/… ("terrain" is
     # reserved), then 3D Tiles by registered name
     app.include_router(terrain_router(ogc_pool.connection, settings.data_dir,

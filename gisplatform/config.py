@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     # Change feed (gisplatform/changefeed/): days of log kept; webhook retry backoff base.
     change_retention_days: float = 30
     webhook_retry_seconds: float = 1.0
+    # Published layers (layers/published.py): how often each app worker looks at the layer
+    # registry, serving a new, altered or retired layer without a restart.
+    layer_poll_seconds: float = Field(2.0, gt=0)
     # Exports over HTTP (gisplatform/exports/routes.py): jobs and files under data_dir/exports,
     # deleted this many hours after they were asked for; jobs run at once (the rest queue).
     exports_ttl_hours: float = 24

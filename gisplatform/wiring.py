@@ -8,7 +8,7 @@ parameters, the collections, tile sources, search targets and city facts they ne
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 from .ogc import catalog
 from .security import personal_masks
@@ -41,15 +41,78 @@ def layers() -> Mapping:
 def load_published(url: str) -> list[str]:
     """Read the published layers' definitions from the registry; their names. The app
     calls it as it starts, the CLI before a command that takes a layer name."""
-    from layers import LAYERS, published
+    from layers import LAYERS
 
     from .db.connections import connect
+    from .registry import published
 
     with connect(url, "gisplatform-layers") as conn:
         found = {d.name: d.to_layer() for d in published.load(conn) if d.name not in LAYERS}
     _PUBLISHED.clear()
     _PUBLISHED.update(found)
     return list(found)
+
+
+def layer_definitions(url: str) -> list:
+    """Every layer's definition: the built-in ones described from code, the published ones
+    from the registry (not retired)."""
+    from layers import LAYERS
+
+    from .db.connections import connect
+    from .registry import published
+    from .registry.definition import describe
+
+    with connect(url, "gisplatform-layers") as conn:
+        return [describe(x) for x in LAYERS.values()] + published.load(conn)
+
+
+def layer_name_taken(url: str, name: str) -> str | None:
+    """Why a new layer cannot be called `name`, or None (registry/published.py taken)."""
+    from layers import LAYERS
+
+    from .db.connections import connect
+    from .registry import published
+
+    with connect(url, "gisplatform-layers") as conn:
+        return published.taken(conn, name, set(LAYERS))
+
+
+def department_name(url: str, code: str) -> str:
+    """A department's name (city.departments), or its code when it has none."""
+    from .db.connections import connect
+
+    with connect(url, "gisplatform-layers") as conn:
+        row = conn.execute("select name from city.departments where code = %s",
+                           (code,)).fetchone()
+    return row[0] if row else code
+
+
+def layer_publisher(url: str) -> Callable:
+    """What POST /api/layers runs in its job (registry/routes.py): layers/publishing.py,
+    the same as `gisplatform layer create`."""
+    def run(fields: dict, source, principal, progress: Callable[[int, int], None]) -> str:
+        from layers import LAYERS
+        from layers.publishing import PublishRequest, prepare, publish
+
+        from .db.connections import connect
+
+        req = PublishRequest(
+            fields["name"], fields.get("department"), fields.get("sharing") or "conditional",
+            fields.get("id_field"), fields.get("title"), fields.get("title_en"),
+            tuple(fields.get("public_field") or ()), fields.get("crs"),
+            fields.get("valid_from"), fields.get("source_layer"), fields.get("definition"))
+        prepared = prepare(req, source)
+
+        def factory(total: int):
+            done = [0]
+
+            def advance(n: int) -> None:
+                done[0] += n
+                progress(done[0], total)
+            return advance
+        with connect(url, "gisplatform-publish") as conn:
+            return publish(conn, prepared, source, req, principal, set(LAYERS), factory)
+    return run
 
 
 def all_layers(url: str) -> Mapping:
@@ -150,8 +213,14 @@ def stats_sharing() -> dict[str, str]:
 def searchables() -> list:
     from .api.search import Searchable
 
-    return [Searchable(name, layers()[name].sharing, label, text)
-            for name, label, text in SEARCHED]
+    out = [Searchable(name, layers()[name].sharing, label, text)
+           for name, label, text in SEARCHED]
+    for layer in _PUBLISHED.values():  # by its declared searchable attribute (not personal)
+        column = layer.spec.extra.get("searchable")
+        if column:
+            quoted = '"' + column.replace('"', '""') + '"'
+            out.append(Searchable(layer.name, layer.sharing, f"coalesce({quoted}, fid)", column))
+    return out
 
 
 def row_checker(layer):
@@ -173,6 +242,54 @@ def row_checker(layer):
             raise ValueError(rejects[0].reason)
         return feats[0].fid, feats[0].properties, feats[0].geometry
     return check
+
+
+@dataclass
+class Served:
+    """What the app serves of the layers, as containers its routers hold: `refresh`
+    updates them in place when the published layers change, so a new layer is served
+    without a restart (app.py polls the registry)."""
+
+    layers: dict
+    collections: list
+    tile_sources: dict
+    ogc_tiles: dict  # OGC collection id → tile source (OGC API Tiles)
+    searchables: list
+    stats_sharing: dict
+    feeds: dict
+    webhook_layers: dict  # feed layer name → feed layer (the webhook sender's)
+
+    @classmethod
+    def now(cls) -> Served:
+        collections = ogc_collections()
+        feeds = feed_layers(collections)
+        return cls(dict(layers()), collections, tile_sources(),
+                   {c.id: c.tiles for c in collections if c.tiles}, searchables(),
+                   dict(stats_sharing()), feeds, {f.name: f for f in feeds.values()})
+
+    def refresh(self) -> None:
+        """Rebuild every part from layers() (after load_published) into these containers."""
+        new = Served.now()
+        for f in fields(self):
+            mine, theirs = getattr(self, f.name), getattr(new, f.name)
+            if isinstance(mine, list):
+                mine[:] = theirs
+            else:  # keys added, changed and gone; never an empty moment for a reader
+                mine.update(theirs)
+                for k in set(mine) - set(theirs):
+                    mine.pop(k, None)
+
+
+def registry_mark(url: str) -> tuple | None:
+    """Where the layer registry stands (its last row and row count): a change means a
+    layer was published, altered or retired. None without a registry."""
+    from .db.connections import connect
+
+    with connect(url, "gisplatform-layers", autocommit=True) as conn:
+        if conn.execute("select to_regclass('city.layer_registry')").fetchone()[0] is None:
+            return None
+        return tuple(conn.execute("select coalesce(max(rid), 0), count(*)"
+                                  " from city.layer_registry").fetchone())
 
 
 def build_derived(url: str, report: Callable[[str], None] = lambda line: None) -> None:

@@ -57,70 +57,41 @@ def create(
     file as its first versions; every row must pass, or nothing is created."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-    from gisplatform.security import audit
     from gisplatform.security.principals import Principal
 
-    from . import published
-    from .definition import DefinitionError, parse_toml
-    from .importer import ImportFailed, Mapping, run_import
-    from .inference import infer
+    from .publishing import PublishFailed, PublishRequest, prepare, publish
 
     if source is None and spec is None:
         raise _fail("give --from FILE (definition inferred), --spec layer.toml, or both", 2)
+    if spec is not None:
+        try:
+            text = spec.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise _fail(f"{spec}: cannot read ({e})") from None
+    req = PublishRequest(name, department, sharing, id_field, title, title_en,
+                         tuple(public_field), crs, valid_from, source_layer,
+                         definition=text if spec is not None else None)
     try:
-        inferred = None
-        if spec is not None:
-            try:
-                text = spec.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as e:
-                raise _fail(f"{spec}: cannot read ({e})") from None
-            definition = parse_toml(text)
-            if definition.name != name:
-                raise _fail(f"{spec} defines {definition.name!r}, not {name!r}", 2)
-        else:
-            if department is None:
-                raise _fail("--department: which department owns the layer", 2)
-            inferred = infer(source, name, department=department, sharing=sharing,
-                             id_field=id_field, title=title, title_en=title_en,
-                             public=tuple(public_field), source_layer=source_layer)
-            definition = inferred.definition
-            for note in inferred.notes:
-                err.print(f"[cyan]note:[/cyan] {note}")
-    except (DefinitionError, ImportFailed) as e:
+        prepared = prepare(req, source)
+    except PublishFailed as e:
         raise _fail(str(e)) from None
+    for note in prepared.notes:
+        err.print(f"[cyan]note:[/cyan] {note}")
     if dry_run:
-        print(definition.to_toml(), end="")
+        print(prepared.definition.to_toml(), end="")
         err.print("dry run: nothing written")
         return
-    url = database_url(get_settings())
-    with connect(url, "gisplatform-layer") as conn:
+    with (connect(database_url(get_settings()), "gisplatform-layer") as conn,
+          Progress("[progress.description]{task.description}", BarColumn(),
+                   MofNCompleteColumn(), TimeRemainingColumn(), console=err,
+                   transient=True) as bar):
+        def factory(total: int):
+            task = bar.add_task(f"checking {source.name}", total=total)
+            return lambda n: bar.advance(task, n)
         try:
-            with conn.transaction():
-                published.create(conn, definition, _actor(), _builtin())
-                for col in public_field:
-                    audit(conn, Principal(label=_actor()), name, "public_field",
-                          {"column": col, "reason": "declared not personal at layer create"})
-                summary = f"{name}: created, no rows"
-                if source is not None:
-                    columns = {a.source: a.name for a in definition.attributes if a.source}
-                    with Progress("[progress.description]{task.description}", BarColumn(),
-                                  MofNCompleteColumn(), TimeRemainingColumn(), console=err,
-                                  transient=True) as bar:
-                        def factory(total: int):
-                            task = bar.add_task(f"checking {source.name}", total=total)
-                            return lambda n: bar.advance(task, n)
-                        report = run_import(
-                            conn, definition.to_layer(), source, crs=crs, valid_from=valid_from,
-                            all_or_nothing=True, source_layer=source_layer,
-                            progress_factory=factory, mapping=Mapping(columns=columns),
-                            read=(inferred.rows, inferred.crs) if inferred else None)
-                    if report.rejected:
-                        first = report.rejected[0]
-                        raise published.PublishError(
-                            f"{len(report.rejected)} rows rejected, first: row {first.number}:"
-                            f" {first.reason}; nothing created")
-                    summary = f"{name}: created; {report.summary()}"
-        except (published.PublishError, ImportFailed, DefinitionError) as e:
+            summary = publish(conn, prepared, source, req, Principal(label=_actor()),
+                              _builtin(), progress_factory=factory)
+        except PublishFailed as e:
             raise _fail(str(e)) from None
     err.print(summary)
 
@@ -128,10 +99,9 @@ def create(
 @layer_app.command("list")
 def list_layers(as_json: bool = typer.Option(False, "--json", help="JSON lines.")) -> None:
     """Every layer: built-in and published (retired ones are hidden)."""
+    from gisplatform.registry import published
+    from gisplatform.registry.definition import describe
     from layers import LAYERS
-
-    from . import published
-    from .definition import describe
 
     with connect(database_url(get_settings()), "gisplatform-layer") as conn:
         defs = [describe(x) for x in LAYERS.values()] + published.load(conn)
@@ -149,10 +119,9 @@ def list_layers(as_json: bool = typer.Option(False, "--json", help="JSON lines."
 def show(name: str, history: bool = typer.Option(False, help="Every version of the definition.")
          ) -> None:
     """A layer's definition (TOML), or its history (JSON lines)."""
+    from gisplatform.registry import published
+    from gisplatform.registry.definition import describe
     from layers import LAYERS
-
-    from . import published
-    from .definition import describe
 
     if name in LAYERS:
         print(describe(LAYERS[name]).to_toml(), end="")
@@ -175,8 +144,8 @@ def show(name: str, history: bool = typer.Option(False, help="Every version of t
 def alter(name: str, spec: Path = typer.Option(..., help="The new definition (TOML): "
                                                          "`layer show NAME` edited.")) -> None:
     """Add attributes, change titles and tile settings; never a destructive change."""
-    from . import published
-    from .definition import DefinitionError, parse_toml
+    from gisplatform.registry import published
+    from gisplatform.registry.definition import DefinitionError, parse_toml
 
     try:
         definition = parse_toml(spec.read_text(encoding="utf-8"))
@@ -198,7 +167,7 @@ def alter(name: str, spec: Path = typer.Option(..., help="The new definition (TO
 @layer_app.command("retire")
 def retire(name: str) -> None:
     """Hide a published layer; its versions are kept."""
-    from . import published
+    from gisplatform.registry import published
 
     with connect(database_url(get_settings()), "gisplatform-layer") as conn:
         try:

@@ -15,10 +15,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
-from gisplatform.temporal import TemporalError, parse_instant
-
-from .codes import CodeError, validate_resident_id
-from .definition import (
+from gisplatform.registry.definition import (
     ATTRIBUTE_NAME,
     RESERVED_COLUMNS,
     AttributeDefinition,
@@ -27,6 +24,9 @@ from .definition import (
     TileDefinition,
     parse,
 )
+from gisplatform.temporal import TemporalError, parse_instant
+
+from .codes import CodeError, validate_resident_id
 from .importer import LAT, LON, WKT, ImportFailed, Row, csv_geometry, read_rows
 
 MAX_FILE_BYTES = 500 << 20
@@ -44,8 +44,10 @@ PERSONAL_NAMES = {
     "id_number": ("身份证", "身份证号", "身份证号码", "证件号", "证件号码", "公民身份号码",
                   "id_number", "id_card", "idcard", "id_no"),
 }
+# as written: a mobile number (+86 optional), a landline with its area code (024-5767…);
+# a bare run of 8 digits is as likely a date or a code
 MOBILE = re.compile(r"^(\+?86[- ]?)?1[3-9]\d{9}$")
-LANDLINE = re.compile(r"^(\(?0\d{2,3}\)?[- ]?)?[2-9]\d{6,7}$")
+LANDLINE = re.compile(r"^(\(0\d{2,3}\)|0\d{2,3})[- ]?[2-9]\d{6,7}$")
 # common Chinese column names and the attribute name they become
 NAMES_ZH = {"名称": "name", "地址": "address", "类型": "kind", "类别": "category",
             "编号": "code", "编码": "code", "代码": "code", "备注": "note", "面积": "area",
@@ -144,8 +146,7 @@ def _personal(column: str, values: list) -> str | None:
     half = len(texts) / 2
     if sum(_is_resident_id(t) for t in texts if len(t) == 18) >= half:
         return "id_number"
-    digits = [re.sub(r"[-\s()]", "", t) for t in texts]
-    if sum(bool(MOBILE.fullmatch(t) or LANDLINE.fullmatch(t)) for t in digits) >= half:
+    if sum(bool(MOBILE.fullmatch(t) or LANDLINE.fullmatch(t)) for t in texts) >= half:
         return "phone"
     return None
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from gisplatform.registry.layer import (  # noqa: F401 -- re-exported for the layer modules
+    KeyedFid,
+    Layer,
+    TileSettings,
+    no_checks,
+)
 
 # Government data-sharing classes (国发〔2016〕51号): the security kernel's, which decides
 # access by them.
@@ -14,76 +18,7 @@ from gisplatform.security import (  # noqa: F401 -- re-exported for the layer mo
     PseudonymKeyMissing,
     pseudonym,
 )
-from gisplatform.temporal import LayerSpec
-
-
-def no_checks(props: dict) -> list[str]:
-    return []
-
-
-@dataclass(frozen=True)
-class TileSettings:
-    """How the layer appears in vector tiles. Below `detail_zoom` a tile holds clusters
-    (a point per cell of features with their `count`), never a silent subset; from
-    `detail_zoom` on, every feature. `properties` None = every non-personal attribute
-    (personal attributes never enter a tile, whoever asks)."""
-
-    detail_zoom: int = 12
-    minzoom: int = 0
-    maxzoom: int = 16  # advertised in TileJSON; deeper zooms are still served
-    properties: tuple[str, ...] | None = None
-    color: str = "#3388ff"
-
-
-@dataclass(frozen=True)
-class KeyedFid:
-    """The fid is a keyed pseudonym (gisplatform.security.pseudonyms) of a personal
-    attribute, after `normalize` (which raises ValueError for a bad value): stable for one
-    object, and no way back to the value from it. Computing it needs the database's key."""
-    attribute: str
-    prefix: str
-    normalize: Callable[[str], str] = str
-
-
-@dataclass(frozen=True)
-class Layer:
-    spec: LayerSpec
-    theme: str
-    department: str
-    sharing: str
-    # The attribute whose value is the stable id, a function of the row, or a keyed
-    # pseudonym of a personal attribute.
-    fid: str | Callable[[dict], str] | KeyedFid
-    # Normalises props in place; returns warnings; raises ValueError with the reason.
-    validate: Callable[[dict], list[str]] = no_checks
-    keywords: tuple[str, ...] = field(default=())
-    tiles: TileSettings = field(default_factory=TileSettings)
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    @property
-    def personal(self) -> tuple[str, ...]:
-        return tuple(a.name for a in self.spec.attributes if a.personal)
-
-    @property
-    def fid_needs_key(self) -> bool:
-        return isinstance(self.fid, KeyedFid)
-
-    def fid_of(self, props: dict, key: bytes | None = None) -> str:
-        """The row's fid; `key` (the database's pseudonym key) when `fid_needs_key`."""
-        if isinstance(self.fid, KeyedFid):
-            if key is None:
-                raise PseudonymKeyMissing(f"{self.name}: its fid needs the database's pseudonym key")
-            value = self.fid.normalize(str(props.get(self.fid.attribute) or ""))
-            return pseudonym(key, value, self.fid.prefix)
-        if callable(self.fid):
-            return self.fid(props)
-        value = props.get(self.fid)
-        if value in (None, ""):
-            raise ValueError(f"{self.fid} is required (it identifies the object)")
-        return str(value)
+from gisplatform.temporal import LayerSpec  # noqa: F401
 
 
 def check_choice(props: dict, name: str, choices, required: bool = False) -> None:

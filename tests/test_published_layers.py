@@ -18,8 +18,8 @@ import psycopg
 import pytest
 from conftest import fresh_database, serving
 
+from gisplatform.registry.definition import DefinitionError, describe, parse, parse_toml
 from layers import LAYERS
-from layers.definition import DefinitionError, describe, parse, parse_toml
 from layers.fushun import URBAN_BBOX
 from layers.inference import infer
 
@@ -80,13 +80,18 @@ def test_every_builtin_layer_has_a_definition_that_round_trips():
 def test_inference_marks_personal_columns_by_name_and_value(tmp_path):
     rows = [{"type": "Feature", "geometry": {"type": "Point", "coordinates": [X0, Y0 + i / 1e3]},
              "properties": {"code": f"C{i}", "who": _resident_id(), "contact_no": "13912345678",
-                            "名称": "x", "人数": i}} for i in range(3)]
+                            "座机": "024-57671234", "名称": "x", "人数": i,
+                            "day": "2010-01-15", "serial": "20100115"}} for i in range(3)]
     path = tmp_path / "p.geojson"
     path.write_text(json.dumps({"type": "FeatureCollection", "features": rows}), encoding="utf-8")
     got = infer(path, "things", department="test")
     attrs = {a.source: a for a in got.definition.attributes}
     assert attrs["who"].personal and attrs["who"].mask == "id_number"  # by value
     assert attrs["contact_no"].personal and attrs["contact_no"].mask == "phone"
+    assert attrs["座机"].personal and attrs["座机"].mask == "phone"
+    # dates and digit codes are not phone numbers
+    assert not attrs["day"].personal and attrs["day"].type == "date"
+    assert not attrs["serial"].personal
     assert not attrs["名称"].personal and attrs["名称"].name == "name"
     assert attrs["名称"].title_zh == "名称"
     assert attrs["人数"].type == "integer" and attrs["code"].type == "text"
@@ -151,6 +156,10 @@ def test_it_is_served_like_a_builtin_layer_with_its_personal_fields_masked(publi
         # queryables carry the zh titles; a personal attribute is not queryable
         q = httpx.get(f"{base}/ogc/collections/schools/queryables", timeout=30).json()
         assert "phone" not in q["properties"] and "name" in q["properties"]
+        assert q["properties"]["name"]["title"] == "名称"  # the source column, its zh title
+        assert q["properties"]["students"]["title"] == "students"
+        q = httpx.get(f"{base}/ogc/collections/buildings/queryables", timeout=30).json()
+        assert q["properties"]["floors"]["title"] == "floors above ground"  # its description
         r = httpx.get(f"{base}/ogc/collections/schools/items",
                       params={"filter": "phone = '13912340001'"}, timeout=30)
         assert r.status_code == 400
@@ -276,3 +285,135 @@ def test_a_file_over_the_limit_is_refused_before_reading(tmp_path):
     path = schools(tmp_path / "s.geojson")
     with pytest.raises(DefinitionError, match="over the 0 MB limit"):
         infer(path, "big", department="d", max_bytes=100)
+
+
+def test_a_running_server_serves_a_new_layer_without_restart(url, tmp_path):
+    """Two workers: a layer created, then retired, while they run — each worker picks the
+    change up from the registry (app.py _watch_layers), every request agrees."""
+    import time
+
+    from conftest import free_port
+
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": url, "GISPLATFORM_DATA_DIR": str(tmp_path),
+           "GISPLATFORM_LAYER_POLL_SECONDS": "0.5"}
+    env.pop("GISPLATFORM_PUBLIC_URL", None)
+    log = (tmp_path / "serve.log").open("wb")
+    proc = subprocess.Popen([str(Path(CLI)), "serve", "--port", str(port), "--workers", "2"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=log)
+    base = f"http://127.0.0.1:{port}"
+
+    def statuses(path: str) -> set[int]:
+        return {httpx.get(f"{base}{path}", timeout=30).status_code for _ in range(12)}
+
+    def until(path: str, want: int) -> None:
+        deadline = time.monotonic() + 30
+        while statuses(path) != {want}:
+            assert time.monotonic() < deadline, (path, statuses(path),
+                                                 (tmp_path / "serve.log").read_text()[-2000:])
+            time.sleep(0.3)
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # started: both workers answer
+            try:
+                if statuses("/health") == {200}:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, \
+                (tmp_path / "serve.log").read_text()[-2000:]
+            time.sleep(0.2)
+        assert statuses("/ogc/collections/parks") == {404}
+        path = schools(tmp_path / "parks.geojson")
+        r = run(url, tmp_path, "create", "parks", "--from", str(path), "--department", "园林局",
+                "--sharing", "unconditional")
+        assert r.returncode == 0, r.stderr
+        until("/ogc/collections/parks/items?limit=1", 200)
+        items = httpx.get(f"{base}/ogc/collections/parks/items", timeout=30).json()
+        assert len(items["features"]) == 5
+        t = morecantile.tms.get("WebMercatorQuad").tile(X0, Y0, 14)
+        assert statuses(f"/tiles/parks/14/{t.x}/{t.y}.mvt") == {200}
+        hits = httpx.get(f"{base}/api/search", params={"q": "第3中学"}, timeout=30).json()
+        assert [h["fid"] for h in hits["results"] if h["layer"] == "parks"] == ["S002"]
+        r = run(url, tmp_path, "retire", "parks")
+        assert r.returncode == 0, r.stderr
+        until("/ogc/collections/parks", 404)
+        assert statuses(f"/tiles/parks/14/{t.x}/{t.y}.mvt") == {404}
+    finally:
+        proc.terminate()
+        proc.wait(15)
+        log.close()
+    with psycopg.connect(url) as c:  # retired: hidden, its versions kept
+        assert c.execute("select count(*) from city.parks_version").fetchone()[0] == 5
+
+
+def test_publishing_over_http_is_a_job_for_a_publish_grant(url, tmp_path):
+    """POST /api/layers: 401 anonymous, 403 without layers:publish or for another
+    department, 400 for a bad name or file type; else a job whose progress is shown and
+    whose layer is then served; a failing job leaves nothing."""
+    import time
+
+    from gisplatform.security import create_token
+
+    with psycopg.connect(url) as c:
+        _, publisher = create_token(c, "ziran", [("layers", "publish")])
+        _, reader = create_token(c, "ziran", [("buildings", "read")])
+        c.commit()
+    path = schools(tmp_path / "wells.geojson")
+
+    def post(token: str | None, data: dict, file: Path | None = path, name="wells.geojson"):
+        files = {"file": (name, file.read_bytes(), "application/geo+json")} if file else None
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.post(f"{base}/api/layers", data=data, files=files, headers=headers,
+                          timeout=60)
+
+    def job(r) -> dict:
+        assert r.status_code == 202, r.text
+        deadline = time.monotonic() + 60
+        while True:
+            j = httpx.get(r.headers["Location"], timeout=30,
+                          headers={"Authorization": f"Bearer {publisher}"}).json()
+            if j["status"] in ("done", "failed"):
+                return j
+            assert time.monotonic() < deadline, j
+            time.sleep(0.3)
+
+    with serving(url, tmp_path) as base:
+        data = {"name": "wells", "sharing": "unconditional", "title": "水井"}
+        assert post(None, data).status_code == 401
+        assert post(reader, data).status_code == 403
+        r = post(publisher, {**data, "department": "gongan"})
+        assert r.status_code == 403 and "publishes for" in r.json()["description"]
+        for bad in ("select", "../x", "persons", "layers"):
+            r = post(publisher, {**data, "name": bad})
+            assert r.status_code == 400, (bad, r.text)
+        assert post(publisher, data, name="wells.exe").status_code == 400
+        # a failing job: duplicate ids — nothing left
+        dup = json.loads(path.read_text())
+        dup["features"][1]["properties"]["id"] = "S000"
+        bad_file = tmp_path / "dup.geojson"
+        bad_file.write_text(json.dumps(dup), encoding="utf-8")
+        j = job(post(publisher, data, file=bad_file))
+        assert j["status"] == "failed" and "both have 'S000'" in j["error"]
+        assert nothing_left(url, "wells")
+        # the job; another token does not see it
+        r = post(publisher, data)
+        j = job(r)
+        assert j["status"] == "done", j
+        assert j["progress"] == {"rows": 5, "total": 5} and "5 inserted" in j["summary"]
+        assert httpx.get(r.headers["Location"], timeout=30,
+                         headers={"Authorization": f"Bearer {reader}"}).status_code == 404
+        d = httpx.get(f"{base}/api/layers/wells", timeout=30).json()
+        assert d["department"] == "抚顺市自然资源局 Natural Resources Bureau"
+        assert {a["source"]: a["personal"] for a in d["attributes"]}["电话"] is True
+        deadline = time.monotonic() + 30
+        while httpx.get(f"{base}/ogc/collections/wells/items", timeout=30).status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.3)
+        items = httpx.get(f"{base}/ogc/collections/wells/items", timeout=30).json()
+        assert len(items["features"]) == 5
+        assert all("*" in f["properties"]["phone"] for f in items["features"])
+    with psycopg.connect(url) as c:
+        actor, = c.execute("select actor from city.layer_registry where name = 'wells'"
+                           ).fetchone()
+    assert actor.startswith("token:")

@@ -118,8 +118,12 @@ def write(cfg: dict, directory: Path) -> tuple[Path, Path]:
 
     directory.mkdir(parents=True, exist_ok=True)
     cfg_path = directory / "pygeoapi-generated.yml"
-    cfg_path.write_text(yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False))
     oas_path = directory / "openapi.yml"
     oas = bundle(get_oas(cfg))
-    oas_path.write_text(yaml.safe_dump(oas, allow_unicode=True, sort_keys=False))
+    for path, doc in ((cfg_path, cfg), (oas_path, oas)):
+        # whole or not at all: every worker writes these as it starts and when the
+        # published layers change, and another may be reading them
+        part = path.with_name(f".{path.name}.{os.getpid()}.part")
+        part.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False))
+        os.replace(part, path)
     return cfg_path, oas_path

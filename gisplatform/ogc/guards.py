@@ -4,6 +4,8 @@ or the wrong media type (all found by schemathesis, tests/test_fuzz.py); applied
 
 from __future__ import annotations
 
+from http import HTTPStatus
+
 
 def is_write(request) -> bool:
     """An item write (create, replace, delete); a POST of JSON to items is a CQL2 query."""
@@ -182,12 +184,41 @@ def queryables_for_the_caller(itemtypes) -> None:
     def get_collection_queryables(api, request, dataset=None):
         token = LISTING_QUERYABLES.set(True)
         try:
-            return original(api, request, dataset)
+            headers, status, content = original(api, request, dataset)
         finally:
             LISTING_QUERYABLES.reset(token)
+        if status == HTTPStatus.OK and headers.get("Content-Type") == "application/schema+json":
+            content = _titled(dataset, content)
+        return headers, status, content
 
     get_collection_queryables._gisplatform = True
     itemtypes.get_collection_queryables = get_collection_queryables
+
+
+def _titled(dataset: str | None, content: str) -> str:
+    """pygeoapi titles every queryable with its name: the attribute's zh/en titles (a
+    published layer's definition), else its description, and its declared choices."""
+    import json
+
+    from . import catalog
+
+    try:
+        spec = catalog.get(dataset).spec
+    except KeyError:
+        return content
+    doc = json.loads(content)
+    titles, choices = spec.extra.get("titles", {}), spec.extra.get("choices", {})
+    for a in spec.attributes:
+        q = doc.get("properties", {}).get(a.name)
+        if q is None:
+            continue
+        t = titles.get(a.name, {})
+        q["title"] = " ".join(x for x in (t.get("zh"), t.get("en")) if x) or a.description or a.name
+        if a.description and a.description != q["title"]:
+            q["description"] = a.description
+        if a.name in choices:
+            q["enum"] = list(choices[a.name])
+    return json.dumps(doc, ensure_ascii=False)
 
 
 def execute_needs_an_object(processes) -> None:

@@ -116,26 +116,42 @@ def _cached_transform_bbox(bbox: list, from_crs, to_crs, always_xy=False) -> lis
     return list(t.transform(*bbox[:n]) + t.transform(*bbox[n:]))
 
 
+_RECONFIGURE = threading.Lock()
+
+
+def reconfigure(collections: list[catalog.Collection], pool, public_url: str, workdir: Path,
+                processors: dict[str, dict]) -> None:
+    """(Re)build pygeoapi's configuration, OpenAPI document and API over `collections`:
+    at start, and whenever the published layers change (app.py), without a restart —
+    pygeoapi's routes take every collection id and call the module's `api_`, replaced
+    here in one assignment."""
+    with _RECONFIGURE:
+        catalog.register(collections, pool)
+        cfg_path, oas_path = config.write(config.build(public_url, processors), workdir)
+        os.environ["PYGEOAPI_CONFIG"] = str(cfg_path)
+        os.environ["PYGEOAPI_OPENAPI"] = str(oas_path)
+        from pygeoapi import starlette_app  # reads the two files above at (first) import
+        from pygeoapi.api import API
+        from pygeoapi.config import get_config
+        from pygeoapi.openapi import load_openapi_document
+
+        # pygeoapi keeps its API in module globals: a second app in one process (tests,
+        # a changed public URL) must replace them, or links would point at the first.
+        starlette_app.CONFIG = get_config()
+        starlette_app.OPENAPI = load_openapi_document()
+        starlette_app.api_ = API(starlette_app.CONFIG, starlette_app.OPENAPI,
+                                 starlette_app.ASYNCAPI)
+
+
 def ogc_app(collections: list[catalog.Collection], pool, public_url: str, workdir: Path,
             processors: dict[str, dict]):
     """pygeoapi's app over these collections; its providers and processes use `pool` (a
     sync psycopg pool, db/connections.py make_sync_pool), which the caller closes.
     `processors`: process id -> settings for it (config.build), e.g. the statistics' city."""
     check_pygeoapi_version()
-    catalog.register(collections, pool)
-    cfg_path, oas_path = config.write(config.build(public_url, processors), workdir)
-    os.environ["PYGEOAPI_CONFIG"] = str(cfg_path)
-    os.environ["PYGEOAPI_OPENAPI"] = str(oas_path)
-    from pygeoapi import starlette_app  # reads the two files above at (first) import
-    from pygeoapi.api import API
-    from pygeoapi.config import get_config
-    from pygeoapi.openapi import load_openapi_document
+    reconfigure(collections, pool, public_url, workdir, processors)
+    from pygeoapi import starlette_app
 
-    # pygeoapi keeps its API in module globals: a second app in one process (tests,
-    # a changed public URL) must replace them, or links would point at the first.
-    starlette_app.CONFIG = get_config()
-    starlette_app.OPENAPI = load_openapi_document()
-    starlette_app.api_ = API(starlette_app.CONFIG, starlette_app.OPENAPI, starlette_app.ASYNCAPI)
     _carry_context(starlette_app)
     from pygeoapi import api as pygeoapi_api
     from pygeoapi.api import itemtypes, processes

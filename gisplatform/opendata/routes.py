@@ -62,14 +62,17 @@ def publish_locked(url: str, layers: list, data_dir: Path, keep: int, license: s
 
 
 def opendata_router(layers, url: str, settings) -> APIRouter:
-    """`layers`: layer objects (`.spec`, `.sharing`, …); `settings`: gisplatform.config.Settings."""
+    """`layers`: layer objects (`.spec`, `.sharing`, …), a live view (published layers
+    come and go); `settings`: gisplatform.config.Settings."""
     from gisplatform.security import UNCONDITIONAL
 
     data_dir, public_url = Path(settings.data_dir), settings.public_url
     keep, license = settings.opendata_keep, settings.opendata_license
     # a bad setting fails at start, not at 3 a.m.
     period = opendata.parse_every(settings.opendata_every)
-    public = [v for v in layers if v.sharing == UNCONDITIONAL]
+
+    def public() -> list:
+        return [v for v in layers if v.sharing == UNCONDITIONAL]
     base = opendata.root(data_dir)
     # the catalogue lists what is published (gisplatform/ogc/records.py)
     records.EXTRA_RECORDS["opendata"] = lambda: opendata.catalogue_records(data_dir, public_url)
@@ -78,7 +81,7 @@ def opendata_router(layers, url: str, settings) -> APIRouter:
         while True:
             await asyncio.sleep(period)
             try:
-                done = await run_in_threadpool(publish_locked, url, public, data_dir, keep,
+                done = await run_in_threadpool(publish_locked, url, public(), data_dir, keep,
                                                license, public_url)
                 if done is None:
                     log.info("open data: another replica is publishing; skipped")

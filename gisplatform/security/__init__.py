@@ -38,6 +38,8 @@ from .principals import (
     LEVELS,
     NO_ACCESS,
     NOT_SHARED,
+    PUBLISH,
+    PUBLISH_TARGET,
     READ,
     READ_PERSONAL,
     SHARING_CLASSES,
@@ -55,6 +57,7 @@ from .principals import (
     masked_fields,
     personal_masks,
     require,
+    require_publish,
 )
 from .pseudonyms import PseudonymKeyMissing, pseudonym, read_pseudonym_key
 from .tokens import (
@@ -71,12 +74,12 @@ from .tokens import (
 
 __all__ = [
     "ANALYST_ROLE", "ANONYMOUS", "Access", "AccessDenied", "AuthError", "CONDITIONAL",
-    "EXPORT_ACTION", "LEVELS", "MASK_KINDS", "MASK_SQL", "MaskedFieldInput", "NOT_SHARED", "NO_ACCESS", "Principal", "READ",
+    "EXPORT_ACTION", "LEVELS", "MASK_KINDS", "MASK_SQL", "MaskedFieldInput", "NOT_SHARED", "NO_ACCESS", "PUBLISH", "PUBLISH_TARGET", "Principal", "READ",
     "READ_PERSONAL", "READ_PERSONAL_ACTION", "SHARING_CLASSES", "UNCONDITIONAL", "WRITE",
     "WRITE_ACTION", "access", "audit", "check_inputs", "check_mask_kind", "create_analyst_user", "create_token",
     "current_principal", "hash_secret", "list_departments", "list_tokens", "mask_date",
     "mask_name", "mask_phone", "mask_resident_id", "mask_row", "mask_sql", "mask_value",
     "masked_fields", "parse_grant", "presented_secret", "PseudonymKeyMissing", "pseudonym", "read_pseudonym_key",
-    "require", "SMALL_COUNT",
+    "require", "require_publish", "SMALL_COUNT",
     "personal_masks", "principal_for_token", "principal_for_token_async", "revoke_token",
 ]

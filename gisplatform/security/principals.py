@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from .masking import check_mask_kind, mask_value
 
 __all__ = [
-    "READ", "READ_PERSONAL", "WRITE", "LEVELS",
+    "READ", "READ_PERSONAL", "WRITE", "LEVELS", "PUBLISH", "PUBLISH_TARGET", "require_publish",
     "UNCONDITIONAL", "CONDITIONAL", "NOT_SHARED", "SHARING_CLASSES",
     "Principal", "ANONYMOUS", "current_principal", "Access", "NO_ACCESS", "access",
     "mask_row", "personal_masks", "AuthError", "AccessDenied",
@@ -31,6 +31,9 @@ __all__ = [
 
 READ, READ_PERSONAL, WRITE = "read", "read_personal", "write"
 LEVELS = (READ, READ_PERSONAL, WRITE)
+# Publishing new layers (POST /api/layers) for the token's department: the grant
+# `layers:publish`, on no layer ("layers" is no layer's name), so it reads nothing.
+PUBLISH, PUBLISH_TARGET = "publish", "layers"
 
 # Government data-sharing classes (国发〔2016〕51号), which layers declare.
 UNCONDITIONAL, CONDITIONAL, NOT_SHARED = "unconditional", "conditional", "not_shared"
@@ -120,6 +123,20 @@ def require(principal: Principal, layer: str, sharing: str, need: str = READ) ->
         raise AuthError(f"{layer} needs a token with a {need} grant (Authorization: Bearer …)")
     # any grant reads, so a missing read is "no grant"
     raise AccessDenied(f"your token has no {'' if need == READ else need + ' '}grant on {layer}")
+
+
+def require_publish(principal: Principal, department: str) -> None:
+    """A caller may publish a layer owned by `department` when its token holds
+    `layers:publish` and belongs to that department; else AuthError (401) or AccessDenied
+    (403)."""
+    if principal.anonymous:
+        raise AuthError("publishing a layer needs a token with the layers:publish grant "
+                        "(Authorization: Bearer …)")
+    if PUBLISH not in principal.levels(PUBLISH_TARGET):
+        raise AccessDenied("your token has no layers:publish grant")
+    if department != principal.department:
+        raise AccessDenied(f"your token publishes for {principal.department}, "
+                           f"not for {department}")
 
 
 def masked_fields(personal: Mapping[str, str | None], access: Access) -> frozenset[str]:

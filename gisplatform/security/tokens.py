@@ -17,7 +17,7 @@ import secrets
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from .principals import LEVELS, AuthError, Principal
+from .principals import LEVELS, PUBLISH, PUBLISH_TARGET, AuthError, Principal
 
 if TYPE_CHECKING:  # psycopg is only needed by callers that pass a connection
     import psycopg
@@ -47,8 +47,11 @@ def hash_secret(secret: str) -> str:
 def check_grant(layer: str, level: str) -> tuple[str, str]:
     if not isinstance(layer, str) or not LAYER_NAME.match(layer):
         raise ValueError(f"layer {layer!r} is not a layer name (lowercase letters, digits, '-')")
+    if (layer, level) == (PUBLISH_TARGET, PUBLISH):
+        return layer, level
     if level not in LEVELS:
-        raise ValueError(f"level {level!r} is not one of {', '.join(LEVELS)}")
+        raise ValueError(f"level {level!r} is not one of {', '.join(LEVELS)}"
+                         f" (or the grant {PUBLISH_TARGET}:{PUBLISH})")
     return layer, level
 
 

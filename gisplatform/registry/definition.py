@@ -22,11 +22,11 @@ import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from sqlalchemy.dialects.postgresql.base import RESERVED_WORDS
 
-from gisplatform.security import CONDITIONAL, NOT_SHARED, UNCONDITIONAL
+from gisplatform.security import CONDITIONAL, NOT_SHARED, PUBLISH_TARGET, UNCONDITIONAL
 from gisplatform.security.masking import MASK_KINDS
 from gisplatform.temporal import Attribute, LayerSpec
 
-from .registry import KeyedFid, Layer, TileSettings
+from .layer import KeyedFid, Layer, TileSettings
 
 __all__ = ["AttributeDefinition", "DefinitionError", "LayerDefinition", "TileDefinition",
            "describe", "parse_toml"]
@@ -158,7 +158,8 @@ class LayerDefinition(_Model):
         if not LAYER_NAME.fullmatch(v):
             raise ValueError(f"layer name {v!r}: lower-case ASCII letters and digits in words"
                              " joined by single hyphens (e.g. bus-stops)")
-        if v.endswith("-history") or v.replace("-", "_") in RESERVED_WORDS:
+        if (v.endswith("-history") or v.replace("-", "_") in RESERVED_WORDS
+                or v == PUBLISH_TARGET):  # the publish grant's target
             raise ValueError(f"layer name {v!r} is reserved")
         return v
 
@@ -192,6 +193,8 @@ class LayerDefinition(_Model):
                 raise ValueError(f"{what} {name!r} is not an attribute")
             if a.personal:  # a masked field is never an input, nor drawn
                 raise ValueError(f"{what} {name!r} is personal")
+            if what == "searchable" and a.type != "text":
+                raise ValueError(f"searchable {name!r} is {a.type}: text is matched")
         for name in self.tiles.properties or ():
             if name not in by_name:
                 raise ValueError(f"tiles.properties: {name!r} is not an attribute")
@@ -209,7 +212,10 @@ class LayerDefinition(_Model):
                       a.description or a.title, a.mask) for a in self.attributes),
             title=self.title, description=self.description,
             extra={"titles": {a.name: {"zh": a.title_zh, "en": a.title_en}
-                              for a in self.attributes if a.title_zh or a.title_en}})
+                              for a in self.attributes if a.title_zh or a.title_en},
+                   "choices": {a.name: a.choices for a in self.attributes if a.choices},
+                   "searchable": self.searchable, "category": self.category,
+                   "label": self.tiles.label})
 
     def to_layer(self) -> Layer:
         """The runtime layer of a published definition (declarative checks only)."""

@@ -1,0 +1,266 @@
+"""`/api/layers`: the layer definitions, and publishing a dataset over HTTP.
+
+- `GET /api/layers`, `GET /api/layers/{name}`: every layer's definition (built-in and
+  published; catalogue metadata, no data).
+- `POST /api/layers` (multipart/form-data): `name`, and either `file` (GeoPackage, zipped
+  Shapefile, GeoJSON, FlatGeobuf, CSV: its definition inferred, as `gisplatform layer
+  create --from`) with `department`, `sharing`, `id_field`, `title`, `title_en`,
+  `public_field` (repeated), `crs`, `valid_from`, `source_layer`; or `definition` (TOML
+  or JSON text), with or without a file. A token with `layers:publish` for the layer's
+  department (security.require_publish). Bad names are 400 at once; the rest runs as a
+  job (202 + Location): `GET /api/layers/jobs/{id}` says its progress and, when done, the
+  layer's links. The layer is served by every worker within GISPLATFORM_LAYER_POLL_SECONDS.
+
+The publishing itself (infer, register, create, import in one transaction) is handed in
+by the composition root (layers/publishing.py): the kernel does not read files.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import secrets
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+
+from gisplatform.api.responses import errors
+from gisplatform.errors import problem
+from gisplatform.security import current_principal, require_publish
+
+from .definition import DefinitionError, LayerDefinition, parse_toml
+
+FIELDS = ("name", "department", "sharing", "id_field", "title", "title_en", "crs",
+          "valid_from", "source_layer", "definition")
+SUFFIXES = {".gpkg", ".geojson", ".json", ".zip", ".fgb", ".csv"}
+JOB_ID = re.compile(r"^[0-9a-f]{32}$")
+MAX_UPLOAD = 500 << 20
+CHUNK = 1 << 20
+
+Publish = Callable[[dict, Path | None, object, Callable[[int, int], None]], str]
+
+
+def check_name(name: object) -> str | None:
+    """Why `name` cannot be a layer's name (the definition's rule), or None."""
+    if not isinstance(name, str) or not name:
+        return "name: the layer's collection id is required"
+    try:
+        LayerDefinition.model_validate({"name": name, "department": "-",
+                                        "geometry_type": "Point", "builtin": True})
+    except ValueError as e:
+        return "; ".join(err["msg"].removeprefix("Value error, ") for err in e.errors()) \
+            if hasattr(e, "errors") else str(e)
+    return None
+
+
+def layers_router(publish: Publish, definitions: Callable[[], list[LayerDefinition]],
+                  department_name: Callable[[str], str],
+                  taken: Callable[[str], str | None], settings) -> APIRouter:
+    """`publish(fields, file, principal, progress) -> summary` raises ValueError (nothing
+    published); `definitions()`: every layer's definition; `department_name(code)`: a
+    department's name (what a layer's definition records); `taken(name)`: why a new
+    layer cannot have that name, or None."""
+    jobs_dir = Path(settings.data_dir) / "layer-jobs"
+    public_url = settings.public_url
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish")
+    base = f"{public_url}/api/layers"
+
+    @asynccontextmanager
+    async def lifespan(app):
+        try:
+            yield
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    router = APIRouter(prefix="/api/layers", tags=["platform"], lifespan=lifespan,
+                       responses=errors(401))
+
+    @router.get("", responses={200: {"description": "Every layer's definition (summary)."}})
+    async def listing():
+        """Every layer (built-in and published, not retired): name, titles, owner, sharing."""
+        defs = await run_in_threadpool(definitions)
+        return {"layers": [{"name": d.name, "title": d.title, "builtin": d.builtin,
+                            "department": d.department, "sharing": d.sharing,
+                            "geometry_type": d.geometry_type,
+                            "href": f"{base}/{d.name}"} for d in defs]}
+
+    @router.get("/{name}", responses={200: {"description": "The layer's definition."},
+                                      **errors(404)})
+    async def one(name: str):
+        """A layer's definition (the TOML of `gisplatform layer show`, as JSON)."""
+        for d in await run_in_threadpool(definitions):
+            if d.name == name:
+                return d.model_dump(mode="json", exclude_none=True)
+        return problem(404, f"no layer {name}")
+
+    @router.post("", status_code=202, responses={
+        202: {"description": "Accepted: the publishing job; Location names it."},
+        **errors(400, 403), 413: {"description": "The file is over 500 MB."}})
+    async def create(request: Request):
+        """Publish a dataset as a new time-versioned layer (a job)."""
+        principal = current_principal.get()
+        # 401 / 403 before the body is read: the token and its grant (its department below)
+        require_publish(principal, principal.department)
+        if (request.headers.get("content-type") or "").split(";")[0] != "multipart/form-data":
+            return problem(415, "send multipart/form-data: name, file or definition, …")
+        length = request.headers.get("content-length")
+        if length is None:
+            return problem(411, "Content-Length is required (a file up to 500 MB)",
+                           code="LengthRequired")
+        if not length.isdigit() or int(length) > MAX_UPLOAD + CHUNK:
+            return problem(413, "the upload is over 500 MB")
+        try:
+            form = await request.form(max_files=1, max_fields=len(FIELDS) + 50)
+        except Exception as e:  # noqa: BLE001 -- starlette's parser: a malformed body
+            return problem(400, f"the form cannot be read ({type(e).__name__})")
+        try:  # the uploaded file's temporary copy goes with the form
+            fields = {k: form.get(k) for k in FIELDS if isinstance(form.get(k), str)}
+            fields["public_field"] = [v for v in form.getlist("public_field")
+                                      if isinstance(v, str)]
+            unknown = set(form) - set(FIELDS) - {"public_field", "file"}
+            if unknown:
+                return problem(400, f"unknown fields {sorted(unknown)}")
+            why = check_name(fields.get("name"))
+            if why is None:
+                why = await run_in_threadpool(taken, fields["name"])
+            if why:
+                return problem(400, why)
+            own = await run_in_threadpool(department_name, principal.department)
+            asked = fields.get("department")
+            definition = fields.get("definition")
+            if definition is not None:  # JSON or TOML, checked now: its department decides
+                try:
+                    parsed = (LayerDefinition.model_validate_json(definition)
+                              if definition.lstrip().startswith("{") else parse_toml(definition))
+                except (ValueError, DefinitionError) as e:
+                    return problem(400, f"definition: {e}")
+                if parsed.name != fields["name"]:
+                    return problem(400, f"definition: it defines {parsed.name!r}")
+                asked = parsed.department
+                fields["definition"] = {**parsed.model_dump(mode="json"), "department": own}
+            if asked not in (None, principal.department, own):  # the token's department only
+                require_publish(principal, asked)
+            fields["department"] = own  # stored by name, as the built-in layers
+            upload = form.get("file")
+            if upload is None and definition is None:
+                return problem(400, "give a file (its definition is inferred) or a definition")
+            job_id = secrets.token_hex(16)
+            work = jobs_dir / job_id
+            work.mkdir(parents=True, mode=0o700)
+            source = None
+            if upload is not None and not isinstance(upload, str):
+                suffix = Path(upload.filename or "").suffix.lower()
+                if suffix not in SUFFIXES:
+                    shutil.rmtree(work, ignore_errors=True)
+                    return problem(400, f"file: {suffix or 'no suffix'} is not one of "
+                                        f"{sorted(SUFFIXES)} (a Shapefile as .zip)")
+                source = work / f"upload{suffix}"
+                size = await run_in_threadpool(_save, upload.file, source)
+                if size > MAX_UPLOAD:
+                    shutil.rmtree(work, ignore_errors=True)
+                    return problem(413, "the file is over 500 MB")
+        finally:
+            await form.close()
+        job = {"id": job_id, "status": "queued", "layer": fields["name"],
+               "owner": principal.token_id, "created": _now(), "finished": None,
+               "progress": {"rows": 0, "total": None}, "summary": None, "error": None}
+        _write(work, job)
+        pool.submit(_run, publish, fields, source, principal, work, job)
+        return _answer(202, job, base, {"Location": f"{base}/jobs/{job_id}"})
+
+    @router.get("/jobs/{job_id}", responses={200: {"description": "The job's status."},
+                                             **errors(404)})
+    async def status(job_id: str):
+        """A publishing job's status and progress (its owner's token only)."""
+        principal = current_principal.get()
+        job = _read(jobs_dir / job_id) if JOB_ID.match(job_id) else None
+        if job is None or principal.token_id is None or job["owner"] != principal.token_id:
+            return problem(404, "no such publishing job for this token")
+        return _view(job, base)
+
+    return router
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _save(stream, target: Path) -> int:
+    """Copy the uploaded file, stopping past the limit; its size."""
+    n = 0
+    with open(target, "wb") as out:
+        while chunk := stream.read(CHUNK):
+            n += len(chunk)
+            if n > MAX_UPLOAD:
+                break
+            out.write(chunk)
+    return n
+
+
+def _write(work: Path, job: dict) -> None:
+    with tempfile.NamedTemporaryFile("w", dir=work, delete=False, suffix=".part") as f:
+        json.dump(job, f)
+    Path(f.name).replace(work / "job.json")
+
+
+def _read(work: Path) -> dict | None:
+    try:
+        return json.loads((work / "job.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _run(publish: Publish, fields: dict, source: Path | None, principal, work: Path,
+         job: dict) -> None:
+    job["status"] = "running"
+    _write(work, job)
+    last = [0.0]
+
+    def progress(done: int, total: int) -> None:
+        if time.monotonic() - last[0] > 1 or done == total:
+            last[0] = time.monotonic()
+            job["progress"] = {"rows": done, "total": total}
+            _write(work, job)
+    try:
+        job.update(status="done", summary=publish(fields, source, principal, progress))
+    except (ValueError, DefinitionError) as e:
+        job.update(status="failed", error=str(e))
+    except Exception as e:  # noqa: BLE001 -- reported to the owner, without internals
+        job.update(status="failed", error=f"{type(e).__name__}: "
+                                          f"{(str(e).strip().splitlines() or [''])[0]}"[:300])
+    finally:
+        if source is not None:
+            source.unlink(missing_ok=True)
+    job["finished"] = _now()
+    _write(work, job)
+
+
+def _view(job: dict, base: str) -> dict:
+    out = {k: job[k] for k in ("id", "status", "layer", "created", "finished", "progress",
+                               "summary", "error")}
+    out["links"] = [{"rel": "self", "type": "application/json",
+                     "href": f"{base}/jobs/{job['id']}"}]
+    if job["status"] == "done":
+        root = base.removesuffix("/api/layers")
+        out["links"] += [
+            {"rel": "describedby", "type": "application/json", "href": f"{base}/{job['layer']}"},
+            {"rel": "items", "type": "application/geo+json",
+             "href": f"{root}/ogc/collections/{job['layer']}/items"}]
+    return out
+
+
+def _answer(status: int, job: dict, base: str, headers: dict):
+    from fastapi.responses import JSONResponse
+
+    return JSONResponse(status_code=status, content=_view(job, base), headers=headers)
+
+
+__all__ = ["check_name", "layers_router"]
