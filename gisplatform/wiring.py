@@ -187,7 +187,9 @@ def tile_sources() -> dict:
             version_table=layer.spec.version_table, properties=props,
             property_types={a.name: a.type for a in layer.spec.attributes},
             detail_zoom=t.detail_zoom, minzoom=t.minzoom, maxzoom=t.maxzoom, color=t.color,
-            theme=layer.theme, description=layer.spec.description)
+            theme=layer.theme, description=layer.spec.description,
+            field_titles={name: " ".join(x for x in (zh_en.get("zh"), zh_en.get("en")) if x)
+                          for name, zh_en in layer.spec.extra.get("titles", {}).items()})
     out["population-grid"] = TileSource(
         "population-grid", "人口统计 Population (districts, then grid cells from z12)",
         "MultiPolygon", "unconditional", kind="population", theme=PERSONS.theme,

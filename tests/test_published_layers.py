@@ -417,3 +417,24 @@ def test_publishing_over_http_is_a_job_for_a_publish_grant(url, tmp_path):
         actor, = c.execute("select actor from city.layer_registry where name = 'wells'"
                            ).fetchone()
     assert actor.startswith("token:")
+
+
+def test_the_viewer_lists_it_with_its_titles(published, tmp_path):
+    """Chromium: the layer tree shows the published layer under its theme with its zh
+    title, and its features are drawn (its tiles load) with no console error."""
+    from js import viewer_check
+
+    r = subprocess.run(["node", str(Path(__file__).resolve().parent.parent / "gisplatform"
+                                    / "viewer" / "build.mjs")], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    with serving(published, tmp_path) as base:
+        style = httpx.get(f"{base}/tiles/style.json", timeout=30).json()
+        meta = next(x["metadata"] for x in style["layers"] if x.get("source") == "schools")
+        assert meta["gisplatform:fields"]["name"] == "名称"
+        out = viewer_check(base + "/", width=900, height=600,
+                           skip=["slider", "click", "search", "lang", "signin", "3d"])
+    assert "error" not in out, out.get("error")
+    assert out["console_errors"] == [] and out["bad_responses"] == []
+    assert "schools" in out["tree"] and "published" in out["themes"]
+    assert out["tree_titles"]["schools"] == "学校"

@@ -213,7 +213,9 @@ def _style(srcs: list[TileSource], tile_url, request: Request, bounds, basemaps)
                                       "minzoom": src.minzoom, "maxzoom": src.maxzoom,
                                       "bounds": list(bounds)}
         base = {"source": src.name, "source-layer": src.name,
-                "metadata": {"gisplatform:theme": src.theme, "gisplatform:title": src.title}}
+                "metadata": {"gisplatform:theme": src.theme, "gisplatform:title": src.title,
+                             **({"gisplatform:fields": src.field_titles}
+                                if src.field_titles else {})}}
         cluster = ["has", "count"]
         if src.kind == "population":
             style["layers"].append({**base, "id": f"{src.name}-fill", "type": "fill", "paint": {

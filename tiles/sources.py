@@ -45,6 +45,8 @@ class TileSource:
     # layers whose writes change this source's tiles (a layer always depends on itself)
     depends_on: tuple[str, ...] = ()
     description: str = ""
+    # attribute → "中文 English" title (a layer definition's), for popups and legends
+    field_titles: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
 
     @property
     def polygonal(self) -> bool:

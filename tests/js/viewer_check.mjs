@@ -89,6 +89,8 @@ async function main() {
     mark("2d_ready");
     out.tree = await page.$$eval("#tree .layer-row", (rows) => rows.map((r) => r.dataset.layer));
     out.themes = await page.$$eval("#tree .theme", (d) => d.map((x) => x.dataset.theme));
+    out.tree_titles = await page.$$eval("#tree .layer-row", (rows) => Object.fromEntries(
+      rows.map((r) => [r.dataset.layer, r.querySelector("label")?.textContent])));
     const now = await page.evaluate(BUILDINGS);
     out.buildings_now = now.length;
     await shot(page, "viewer-2d.png");

@@ -6,7 +6,7 @@ import { split, t } from "./i18n.js";
 // Layers drawn at first (the others are in the tree, unticked; the hillshade only shows
 // outside the orthophotos, and costs a tile per tile)
 const DEFAULT_ON = new Set(["ortho", "buildings", "legal-persons", "cameras", "camera-cones"]);
-const THEME_ORDER = ["basemap", "base", "housing", "population", "legal_person", "cctv", "city_management"];
+const THEME_ORDER = ["basemap", "base", "housing", "population", "legal_person", "cctv", "city_management", "published"];
 const OPACITY_PROPS = { fill: ["fill-opacity"], line: ["line-opacity"], circle: ["circle-opacity", "circle-stroke-opacity"],
                         raster: ["raster-opacity"] };
 export const CONES = "camera-cones";

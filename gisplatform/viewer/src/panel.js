@@ -39,6 +39,12 @@ export class Panel {
     this.app.resize();
   }
 
+  // attribute → title of the layer's definition ("中文 English", style metadata), if any
+  fieldTitles(layer) {
+    const l = this.app.map2d?.style?.layers.find((x) => x.source === layer && x.metadata?.["gisplatform:fields"]);
+    return l ? l.metadata["gisplatform:fields"] : {};
+  }
+
   layerTitle(layer) {
     const l = this.app.map2d?.style?.layers.find((x) => x.source === layer && x.metadata?.["gisplatform:title"]);
     return l ? split(l.metadata["gisplatform:title"]) : layer;
@@ -94,9 +100,12 @@ export class Panel {
   }
 
   table(props) {
+    const titles = this.fieldTitles(this.current?.layer);
     const rows = Object.entries(props).filter(([k]) => !HIDDEN.has(k)).map(([k, v]) => {
       const masked = typeof v === "string" && /\*\*/.test(v);
-      return el("tr", {}, el("td", { textContent: k }), el("td", { textContent: fmt(v), class: masked ? "masked" : "" }));
+      const name = titles[k] ? split(titles[k]) : k;
+      return el("tr", {}, el("td", { textContent: name, title: k, dataset: { field: k } }),
+        el("td", { textContent: fmt(v), class: masked ? "masked" : "" }));
     });
     return el("table", { class: "attributes" }, el("tbody", {}, ...rows));
   }
