@@ -133,7 +133,7 @@ def create_app(settings: Settings | None = None, db_url: str | None = None) -> F
     # before the /ogc mount: OGC API Tiles requests for tiles are answered here
     app.include_router(tile_router(
         tiles, settings.public_url, wiring.city_bbox(), basemaps=basemaps(app_pool, settings.public_url),
-        ogc_tiles=served.ogc_tiles))
+        ogc_tiles=served.ogc_tiles, label_font=settings.label_font))
     app.add_middleware(CachedTileFastPath, service=tiles)  # outermost: before auth
 
     app.mount("/ogc", ogc_app(collections, ogc_pool, settings.public_url,

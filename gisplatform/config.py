@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     # Published layers (layers/published.py): how often each app worker looks at the layer
     # registry, serving a new, altered or retired layer without a restart.
     layer_poll_seconds: float = Field(2.0, gt=0)
+    # The TrueType font map labels are drawn with, served at /tiles/fonts/label.ttf (Debian's
+    # fonts-droid-fallback: Chinese and Latin in one file; scripts/bootstrap.sh installs it).
+    label_font: Path = Path("/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf")
     # Exports over HTTP (gisplatform/exports/routes.py): jobs and files under data_dir/exports,
     # deleted this many hours after they were asked for; jobs run at once (the rest queue).
     exports_ttl_hours: float = 24

@@ -189,7 +189,9 @@ def tile_sources() -> dict:
             detail_zoom=t.detail_zoom, minzoom=t.minzoom, maxzoom=t.maxzoom, color=t.color,
             theme=layer.theme, description=layer.spec.description,
             field_titles={name: " ".join(x for x in (zh_en.get("zh"), zh_en.get("en")) if x)
-                          for name, zh_en in layer.spec.extra.get("titles", {}).items()})
+                          for name, zh_en in layer.spec.extra.get("titles", {}).items()},
+            label=layer.spec.extra.get("label") if layer.spec.extra.get("label") in props
+            else None)
     out["population-grid"] = TileSource(
         "population-grid", "人口统计 Population (districts, then grid cells from z12)",
         "MultiPolygon", "unconditional", kind="population", theme=PERSONS.theme,
@@ -314,8 +316,10 @@ def build_derived(url: str, report: Callable[[str], None] = lambda line: None) -
         if not got:
             return
         try:
+            # each build on its own: one that fails (logged) holds none of the others back
             ensure(conn, tile_sources().values(), on_layer=lambda name, secs: report(
-                f"tile pyramid built: {name} ({secs:.1f}s)"))
+                f"tile pyramid built: {name} ({secs:.1f}s)"), on_error=lambda name, e: report(
+                f"tile pyramid of {name} not built: {str(e).splitlines()[0]}"))
             secs = population.ensure(conn)
             if secs is not None:
                 report(f"population counts built ({secs:.1f}s)")

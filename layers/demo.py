@@ -14,7 +14,7 @@ from psycopg import sql
 from gisplatform.security import read_pseudonym_key
 from gisplatform.temporal import SCHEMA, TemporalStore
 
-from . import LAYERS
+from . import LAYERS, basemap
 from .base import demo as base
 from .cctv import demo as cctv
 from .city_management import demo as cm
@@ -100,5 +100,7 @@ def load_demo(conn: psycopg.Connection, size: str = "small", seed: int = 42,
                 cp.write_row(row)
         counts["case-steps"] = len(ctx.shared["case_steps"])
         on_layer("case-steps", counts["case-steps"], time.perf_counter() - t)
+        # the 2D base map: published layers, defined as data (layers/basemap/)
+        counts.update(basemap.load(conn, ctx, set(LAYERS), replace, on_layer))
         conn.execute("analyze")
     return counts

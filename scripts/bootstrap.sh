@@ -121,3 +121,8 @@ if ! have_cjk_font && command -v apt-get >/dev/null 2>&1; then
   apt_install "A Chinese font (for the viewer's screenshots) is" $CJK_FONT_PACKAGES
   have_cjk_font || { echo "error: installed $CJK_FONT_PACKAGES but fc-list :lang=zh finds no font" >&2; exit 1; }
 fi
+# the font the platform serves for map labels (GISPLATFORM_LABEL_FONT), when that is the default
+if [ -z "${GISPLATFORM_LABEL_FONT:-}" ] && [ ! -f "$LABEL_FONT" ]; then
+  apt_install "The map labels' font is" $LABEL_FONT_PACKAGES
+  [ -f "$LABEL_FONT" ] || { echo "error: installed $LABEL_FONT_PACKAGES but $LABEL_FONT is still missing" >&2; exit 1; }
+fi

@@ -13,3 +13,7 @@ NODE_PACKAGES="nodejs npm"
 CHROMIUM_PACKAGES="chromium"
 # fontconfig: its fc-list is how the bootstrap tells whether a CJK font is there
 CJK_FONT_PACKAGES="fonts-wqy-microhei fontconfig"
+# the map labels' font the platform serves (gisplatform/config.py label_font): one
+# TrueType file with Chinese and Latin
+LABEL_FONT_PACKAGES="fonts-droid-fallback"
+LABEL_FONT=/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from gisplatform.config import REPO_ROOT
+from gisplatform.config import REPO_ROOT, get_settings
 from gisplatform.db.embedded import find_bindir
 
 pytestmark = pytest.mark.skipif(not (shutil.which("dpkg") and shutil.which("apt-cache")),
@@ -70,7 +70,8 @@ def test_node_chromium_and_font_lists_reach_their_files():
             ("NODE_PACKAGES", [shutil.which("node"), shutil.which("npm")]),
             ("CHROMIUM_PACKAGES", ["/usr/bin/chromium"]),
             ("CJK_FONT_PACKAGES", [shutil.which("fc-list"),
-                                   *glob.glob("/usr/share/fonts/truetype/wqy/wqy-microhei.tt*")[:1]])):
+                                   *glob.glob("/usr/share/fonts/truetype/wqy/wqy-microhei.tt*")[:1]]),
+            ("LABEL_FONT_PACKAGES", [str(get_settings().label_font)])):
         reach = closure(package_list(var))
         for path in paths:
             assert path and Path(path).exists(), (var, path)
@@ -84,7 +85,8 @@ def test_the_bootstrap_checks_what_it_installed():
     text = (REPO_ROOT / "scripts/bootstrap.sh").read_text()
     for var, check in (("POSTGIS_PACKAGES", "have_postgis"), ("NODE_PACKAGES", "have_node"),
                        ("CHROMIUM_PACKAGES", '[ -x "$CHROMIUM" ]'),
-                       ("CJK_FONT_PACKAGES", "have_cjk_font")):
+                       ("CJK_FONT_PACKAGES", "have_cjk_font"),
+                       ("LABEL_FONT_PACKAGES", '[ -f "$LABEL_FONT" ]')):
         install = text.index(f"${var}")  # its apt_install line
         assert check in text[install:install + 400], (var, check)
     r = subprocess.run(["sh", "-c", ". scripts/system-packages.sh; set | grep _PACKAGES="],

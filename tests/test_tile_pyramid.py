@@ -46,9 +46,11 @@ def url(pg):
     return url
 
 
-def features(conn, name: str, z: int, x: int, y: int, at, pyramid: bool) -> list[tuple]:
-    """(count, x, y) of the tile's clusters, in tile units, sorted."""
-    src = SOURCES[name]
+def features(conn, name: str, z: int, x: int, y: int, at, pyramid: bool,
+             src=None) -> list[tuple]:
+    """(count, x, y) of the tile's clusters, in tile units, sorted (`src`: the source, when
+    it is not a built-in layer's)."""
+    src = src or SOURCES[name]
     row = conn.execute(tile_sql(src, z, False, pyramid),
                        {**tile_params(z, x, y, at, None), "layer": name}).fetchone()
     if not row or not row[0]:

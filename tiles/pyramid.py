@@ -121,14 +121,17 @@ def build(conn: psycopg.Connection, src: TileSource) -> float:
             values (%s, %s, %s, %s, %s)
             on conflict (layer) do update set version_table = excluded.version_table,
               polygonal = excluded.polygonal, zmin = excluded.zmin, zmax = excluded.zmax,
-              built_at = now()""", (src.name, src.version_table, src.polygonal, *z))
+              built_at = now()""", (src.name, src.version_table, src.surface_point, *z))
         conn.execute("select city.tile_pyramid_build(%s)", (src.name,))
     return time.perf_counter() - t0
 
 
 def ensure(conn: psycopg.Connection, sources: Iterable[TileSource],
-           on_layer: Callable[[str, float], None] = lambda name, secs: None) -> list[str]:
-    """Build the pyramids that are missing or were built for other zooms; their names."""
+           on_layer: Callable[[str, float], None] = lambda name, secs: None,
+           on_error: Callable[[str, Exception], None] | None = None) -> list[str]:
+    """Build the pyramids that are missing or were built for other zooms; their names.
+    `on_error`: told of a layer whose build failed (rolled back), and the others are built
+    still; without it the failure is raised."""
     if not usable(conn):
         return []
     have = built(conn)
@@ -136,7 +139,13 @@ def ensure(conn: psycopg.Connection, sources: Iterable[TileSource],
     for src in sources:
         z = zooms(src)
         if z is not None and have.get(src.name) != z:
-            on_layer(src.name, build(conn, src))
+            try:
+                on_layer(src.name, build(conn, src))
+            except psycopg.Error as e:
+                if on_error is None:
+                    raise
+                on_error(src.name, e)
+                continue
             out.append(src.name)
     return out
 
@@ -144,7 +153,7 @@ def ensure(conn: psycopg.Connection, sources: Iterable[TileSource],
 def pyramid_sql(src: TileSource) -> str:
     """A cluster tile from the pyramid at coalesce(at, now()) (current knowledge): the same
     bound parameters as cluster_sql, plus `layer`."""
-    point = "st_pointonsurface(v.geom)" if src.polygonal else "v.geom"
+    point = "st_pointonsurface(v.geom)" if src.surface_point else "v.geom"
     vt = f"city.{_q(src.version_table)}"
     return f"""
         with b as (

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from pathlib import Path as FilePath
 from urllib.parse import parse_qsl, urlencode
 
 from fastapi import APIRouter, Path, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
 
 from gisplatform.api.responses import Style, TileJSON, TileLayers, errors
 from gisplatform.errors import problem, refusal
@@ -61,11 +62,18 @@ def _denied(src: TileSource) -> JSONResponse | None:
     return None
 
 
+# Labels are drawn by MapLibre from this font, which the platform serves (the style's
+# `font-faces`): Chinese and Latin alike, no glyph server, nothing from outside.
+LABEL_FONT = "Droid Sans Fallback"
+
+
 def tile_router(service: TileService, public_url: str, bounds: tuple[float, ...],
                 basemaps: Callable[[Request], Awaitable[list[dict]]] | None = None,
-                ogc_tiles: dict[str, str] | None = None) -> APIRouter:
+                ogc_tiles: dict[str, str] | None = None,
+                label_font: FilePath | None = None) -> APIRouter:
     """`basemaps`: the raster layers under the style for a request (id, tiles, bounds,
-    opacity); `ogc_tiles`: OGC collection id → tile source, for OGC API Tiles' tile path."""
+    opacity); `ogc_tiles`: OGC collection id → tile source, for OGC API Tiles' tile path;
+    `label_font`: the TrueType file labels are drawn with (served at /tiles/fonts/)."""
     router = APIRouter(tags=["Vector tiles"], responses=errors(401))  # 401: unknown token
     sources = service.sources
     LAYER = Path(description="a tile layer (see /tiles/)",
@@ -123,8 +131,18 @@ def tile_router(service: TileService, public_url: str, bounds: tuple[float, ...]
     async def style(request: Request):
         """A MapLibre style: the basemap plus every layer the caller may read."""
         rasters = await basemaps(request) if basemaps else []
-        return JSONResponse(_style(readable(request), tile_url, request, bounds, rasters),
+        font = f"{public_url}/tiles/fonts/label.ttf" if label_font else None
+        return JSONResponse(_style(readable(request), tile_url, request, bounds, rasters, font),
                             headers=CORS)
+
+    @router.get("/tiles/fonts/label.ttf", response_class=FileResponse, responses={
+        200: {"content": {"font/ttf": {}}, "description": "The labels' font."}, **errors(404)})
+    async def font():
+        """The font the style's labels are drawn with (its `font-faces`)."""
+        if label_font is None or not label_font.is_file():
+            return problem(404, "no label font installed (GISPLATFORM_LABEL_FONT)")
+        return FileResponse(label_font, media_type="font/ttf",
+                            headers={"Cache-Control": "public, max-age=86400"})
 
     @router.get("/tiles/{layer}.json", responses={200: {"model": TileJSON}, **errors(403, 404)})
     async def tilejson(request: Request, layer: str = LAYER):
@@ -196,12 +214,14 @@ def _fields(src: TileSource) -> dict[str, str]:
     return out
 
 
-def _style(srcs: list[TileSource], tile_url, request: Request, bounds, basemaps) -> dict:
+def _style(srcs: list[TileSource], tile_url, request: Request, bounds, basemaps,
+           font: str | None = None) -> dict:
     w, s, e, n = bounds
     style = {"version": 8, "name": "gisplatform",
              "center": [(w + e) / 2, (s + n) / 2], "zoom": 10,
              "sources": {}, "layers": [{"id": "background", "type": "background",
                                         "paint": {"background-color": "#f2efe9"}}]}
+    labels = []  # drawn above every layer
     for b in basemaps:  # raster basemaps (orthophoto, hillshade) from /raster
         style["sources"][b["id"]] = {"type": "raster", "tiles": [b["tiles"]], "tileSize": 256,
                                      "bounds": b.get("bounds", list(bounds)),
@@ -223,7 +243,14 @@ def _style(srcs: list[TileSource], tile_url, request: Request, bounds, basemaps)
                                0, "#fff5f0", 2000, "#fc9272", 20000, "#a50f15"],
                 "fill-opacity": 0.6}})
             continue
-        if src.polygonal:
+        if src.label and font:
+            labels.append(_label(base, src, cluster, font))
+        if src.linear:
+            style["layers"].append(
+                {**base, "id": f"{src.name}-line", "type": "line", "filter": ["!", cluster],
+                 "paint": {"line-color": src.color, "line-width": [
+                     "interpolate", ["exponential", 1.5], ["zoom"], 10, 1, 16, 8]}})
+        elif src.polygonal:
             style["layers"] += [
                 {**base, "id": f"{src.name}-fill", "type": "fill", "filter": ["!", cluster],
                  "paint": {"fill-color": src.color, "fill-opacity": 0.35}},
@@ -239,7 +266,24 @@ def _style(srcs: list[TileSource], tile_url, request: Request, bounds, basemaps)
              "paint": {"circle-color": src.color, "circle-opacity": 0.7,
                        "circle-radius": ["interpolate", ["linear"], ["sqrt", ["get", "count"]],
                                          1, 3, 100, 24]}})
+    style["layers"] += labels
+    if labels:
+        style["font-faces"] = {LABEL_FONT: font}
     return style
+
+
+def _label(base: dict, src: TileSource, cluster: list, font: str) -> dict:
+    """The symbol layer writing `src.label` beside each feature (along a line), in the
+    platform's font."""
+    layout = {"text-field": ["get", src.label], "text-font": [LABEL_FONT], "text-size": 12}
+    if src.linear:
+        layout["symbol-placement"] = "line"
+    elif not src.polygonal:
+        layout.update({"text-offset": [0, 0.9], "text-anchor": "top", "text-size": 11})
+    return {**base, "id": f"{src.name}-label", "type": "symbol", "filter": ["!", cluster],
+            "minzoom": src.detail_zoom, "layout": layout,
+            "paint": {"text-color": "#333333", "text-halo-color": "#ffffff",
+                      "text-halo-width": 1.2}}
 
 
 class CachedTileFastPath:

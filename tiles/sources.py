@@ -47,6 +47,17 @@ class TileSource:
     description: str = ""
     # attribute → "中文 English" title (a layer definition's), for popups and legends
     field_titles: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+    label: str | None = None  # the attribute the style writes beside each feature
+
+    @property
+    def linear(self) -> bool:
+        return "LineString" in self.geometry_type
+
+    @property
+    def surface_point(self) -> bool:
+        """Whether a feature's point (clusters, the pyramid) is st_pointonsurface: for
+        every geometry but a single point (a line's is on the line)."""
+        return self.geometry_type != "Point"
 
     @property
     def polygonal(self) -> bool:
@@ -120,7 +131,7 @@ def detail_sql(src: TileSource, known: bool, simplify: bool) -> str:
 
 
 def cluster_sql(src: TileSource, known: bool) -> str:
-    point = "st_pointonsurface(v.geom)" if src.polygonal else "v.geom"
+    point = "st_pointonsurface(v.geom)" if src.surface_point else "v.geom"
     return f"""
         select st_asmvt(t.*, {_lit(src.name)}, {EXTENT}, 'geom') from (
           select c.count, true as cluster,

@@ -29,6 +29,8 @@ def buildings(ctx: Ctx):
     w_m, h_m = (x1 - x0) * mx, (y1 - y0) * my
     cell = math.sqrt(w_m * h_m / (size.buildings * 1.15))  # metres per lattice slot
     ncols, nrows = int(w_m // cell), int(h_m // cell)
+    # the lattice, for the roads the buildings front (basemap/demo.py)
+    ctx.shared["lattice"] = (x0, y1, cell / mx, cell / my, nrows, ncols)
     slots = rng.choice(ncols * nrows, size=size.buildings, replace=False)
     slots.sort()
     rows_, cols_ = slots // ncols, slots % ncols

@@ -73,7 +73,8 @@ export class Map2D {
       if (!layer.source) continue;
       const props = OPACITY_PROPS[layer.type] || [];
       layer.metadata = { ...(layer.metadata || {}), "gp:base": Object.fromEntries(props.map((p) => [p, layer.paint?.[p] ?? 1])) };
-      const u = this.userOf(layer.source);
+      // the base map (a layer of theme "basemap", e.g. roads, water, place names) starts on
+      const u = this.userOf(layer.source, layer.metadata["gisplatform:theme"] === "basemap");
       layer.layout = { ...(layer.layout || {}), visibility: u.visible ? "visible" : "none" };
       for (const p of props) {
         const base = layer.metadata["gp:base"][p];
@@ -84,8 +85,8 @@ export class Map2D {
     return style;
   }
 
-  userOf(source) {
-    if (!this.user[source]) this.user[source] = { visible: DEFAULT_ON.has(source), opacity: 1 };
+  userOf(source, on = false) {
+    if (!this.user[source]) this.user[source] = { visible: on || DEFAULT_ON.has(source), opacity: 1 };
     return this.user[source];
   }
 
