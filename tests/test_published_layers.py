@@ -438,3 +438,32 @@ def test_the_viewer_lists_it_with_its_titles(published, tmp_path):
     assert out["console_errors"] == [] and out["bad_responses"] == []
     assert "schools" in out["tree"] and "published" in out["themes"]
     assert out["tree_titles"]["schools"] == "学校"
+
+
+def test_ogc_transactions_check_a_published_layer_declaratively(published, tmp_path):
+    """A write grant on the published layer: a feature missing a required attribute or
+    outside the city is a 400 naming it and writes nothing; a good one is a first version."""
+    from gisplatform.security import create_token
+
+    with psycopg.connect(published) as c:
+        _, writer = create_token(c, "ziran", [("schools", "write")])
+        c.commit()
+    feature = {"type": "Feature", "geometry": {"type": "Point", "coordinates": [X0, Y0]},
+               "properties": {"id_value": "S900", "name": "新校", "students": 10, "contact": "李四",
+                              "phone": "13900000000", "opened": "2026-09-01",
+                              "valid_from": "2026-09-01T00:00:00+08:00"}}
+    headers = {"Content-Type": "application/geo+json", "Authorization": f"Bearer {writer}"}
+    with serving(published, tmp_path) as base, psycopg.connect(published) as c:
+        url = f"{base}/ogc/collections/schools/items"
+        n0 = c.execute("select count(*) from city.schools_version").fetchone()[0]
+        missing = json.loads(json.dumps(feature))
+        del missing["properties"]["students"]
+        far = {**feature, "geometry": {"type": "Point", "coordinates": [116.4, 39.9]}}
+        for bad, why in ((missing, "students is required"), (far, "outside Fushun")):
+            r = httpx.post(url, content=json.dumps(bad), headers=headers, timeout=30)
+            assert r.status_code == 400 and why in r.text, r.text
+        assert c.execute("select count(*) from city.schools_version").fetchone()[0] == n0
+        r = httpx.post(url, content=json.dumps(feature), headers=headers, timeout=30)
+        assert r.status_code == 201, r.text
+        got = httpx.get(f"{url}/S900", params={"f": "json"}, timeout=30).json()
+        assert got["properties"]["students"] == 10 and "*" in got["properties"]["phone"]
