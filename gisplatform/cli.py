@@ -42,7 +42,6 @@ def _layers():
         return layers()
 
 
-
 @app.callback()
 def _root(ctx: typer.Context) -> None:
     """Fushun spatio-temporal city platform."""

@@ -60,10 +60,9 @@ def layer_definitions(url: str) -> list:
 
     from .db.connections import connect
     from .registry import published
-    from .registry.definition import describe
 
     with connect(url, "gisplatform-layers") as conn:
-        return [describe(x) for x in LAYERS.values()] + published.load(conn)
+        return published.definitions(conn, LAYERS.values())
 
 
 def layer_name_taken(url: str, name: str) -> str | None:
@@ -188,8 +187,7 @@ def tile_sources() -> dict:
             property_types={a.name: a.type for a in layer.spec.attributes},
             detail_zoom=t.detail_zoom, minzoom=t.minzoom, maxzoom=t.maxzoom, color=t.color,
             theme=layer.theme, description=layer.spec.description,
-            field_titles={name: " ".join(x for x in (zh_en.get("zh"), zh_en.get("en")) if x)
-                          for name, zh_en in layer.spec.extra.get("titles", {}).items()},
+            field_titles=dict(layer.spec.extra.get("titles", {})),
             label=layer.spec.extra.get("label") if layer.spec.extra.get("label") in props
             else None)
     out["population-grid"] = TileSource(
@@ -288,9 +286,10 @@ def registry_mark(url: str) -> tuple | None:
     """Where the layer registry stands (its last row and row count): a change means a
     layer was published, altered or retired. None without a registry."""
     from .db.connections import connect
+    from .registry import published
 
     with connect(url, "gisplatform-layers", autocommit=True) as conn:
-        if conn.execute("select to_regclass('city.layer_registry')").fetchone()[0] is None:
+        if not published.usable(conn):
             return None
         return tuple(conn.execute("select coalesce(max(rid), 0), count(*)"
                                   " from city.layer_registry").fetchone())
@@ -299,8 +298,8 @@ def registry_mark(url: str) -> tuple | None:
 def build_derived(url: str, report: Callable[[str], None] = lambda line: None) -> None:
     """Build the derived data a first request would otherwise pay for: the tile pyramids
     and population counts that are missing (tiles/pyramid.py, tiles/population.py) and the
-    statistics rollups that are missing or past correcting (stats/rollup.py). Run by `gisplatform up` before it serves, and by every
-    app as it starts (`gisplatform serve` replicas); one process at a time (an advisory
+    statistics rollups that are missing or past correcting (stats/rollup.py). Run by
+    `gisplatform up` before it serves, and by every app as it starts (`gisplatform serve` replicas); one process at a time (an advisory
     lock: the others skip it, the first one's work serves them)."""
     import time
 

@@ -100,11 +100,10 @@ def create(
 def list_layers(as_json: bool = typer.Option(False, "--json", help="JSON lines.")) -> None:
     """Every layer: built-in and published (retired ones are hidden)."""
     from gisplatform.registry import published
-    from gisplatform.registry.definition import describe
     from layers import LAYERS
 
     with connect(database_url(get_settings()), "gisplatform-layer") as conn:
-        defs = [describe(x) for x in LAYERS.values()] + published.load(conn)
+        defs = published.definitions(conn, LAYERS.values())
     for d in defs:
         if as_json:
             print(json.dumps({"name": d.name, "title": d.title, "builtin": d.builtin,

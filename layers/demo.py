@@ -12,13 +12,13 @@ import psycopg
 from psycopg import sql
 
 from gisplatform.security import read_pseudonym_key
-from gisplatform.temporal import SCHEMA, TemporalStore
+from gisplatform.temporal import SCHEMA
 
 from . import LAYERS, basemap
 from .base import demo as base
 from .cctv import demo as cctv
 from .city_management import demo as cm
-from .demo_common import SIZES, Ctx, today_cst
+from .demo_common import SIZES, Ctx, load_rows, today_cst
 from .housing import demo as housing
 from .legal_person import demo as legal
 from .population import demo as population
@@ -87,11 +87,7 @@ def load_demo(conn: psycopg.Connection, size: str = "small", seed: int = 42,
             name, rows = ahead.get()
             if name is None:
                 raise rows
-            names = LAYERS[name].spec.attribute_names
-            store = TemporalStore(LAYERS[name].spec)
-            counts[name] = store.backfill(conn, (
-                (fid, vf, vt, geom, *(attrs[a] for a in names)) for fid, vf, vt, geom, attrs in rows),
-                rebuild_indexes=True)
+            counts[name] = load_rows(conn, LAYERS[name].spec, rows)
             on_layer(name, counts[name], time.perf_counter() - t)
         t = time.perf_counter()
         with conn.cursor() as cur, cur.copy(

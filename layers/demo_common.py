@@ -100,3 +100,14 @@ def today_cst() -> datetime:
 
 def as_date(epoch: float) -> date:
     return ts(epoch).date()
+
+
+def load_rows(conn, spec, rows) -> int:
+    """Bulk-load a generator's rows (fid, valid_from, valid_to, EWKT, attributes) into the
+    layer `spec` (TemporalStore.backfill, indexes built once at the end); how many."""
+    from gisplatform.temporal import TemporalStore
+
+    names = spec.attribute_names
+    return TemporalStore(spec).backfill(conn, (
+        (fid, vf, vt, geom, *(attrs[a] for a in names)) for fid, vf, vt, geom, attrs in rows),
+        rebuild_indexes=True)

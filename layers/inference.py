@@ -235,17 +235,18 @@ def infer(path: Path, name: str, *, department: str, sharing: str = "conditional
         if id_attr is None:
             raise DefinitionError(f"--id-field {id_field}: no such column "
                                   f"(columns: {', '.join(columns)})")
-    else:
+        dup = _unique(rows, id_attr.source)
+        if dup:
+            raise DefinitionError(f"id field {id_attr.source} is not unique: {dup}")
+    else:  # the first id-like column unique in every row (each scanned once)
         candidates = [a for a in attrs if (a.source or "").strip().lower() in ID_CANDIDATES]
-        id_attr = next((a for a in candidates if _unique(rows, a.source) is None), None)
+        why = {a.source: _unique(rows, a.source) for a in candidates}
+        id_attr = next((a for a in candidates if why[a.source] is None), None)
         if id_attr is None:
-            why = "".join(f"; {a.source} is not: {_unique(rows, a.source)}" for a in candidates)
             raise DefinitionError("which column identifies a feature? give --id-field "
-                                  f"(columns: {', '.join(columns)}){why}")
+                                  f"(columns: {', '.join(columns)})"
+                                  + "".join(f"; {c} is not: {w}" for c, w in why.items()))
         notes.append(f"id: {id_attr.source} (unique in every row)")
-    dup = _unique(rows, id_attr.source)
-    if dup:
-        raise DefinitionError(f"id field {id_attr.source} is not unique: {dup}")
     if id_attr.personal:
         raise DefinitionError(f"id field {id_attr.source} is personal: ids are public in every "
                               "URL; choose another column")

@@ -244,7 +244,7 @@ def _style(srcs: list[TileSource], tile_url, request: Request, bounds, basemaps,
                 "fill-opacity": 0.6}})
             continue
         if src.label and font:
-            labels.append(_label(base, src, cluster, font))
+            labels.append(_label(base, src, cluster))
         if src.linear:
             style["layers"].append(
                 {**base, "id": f"{src.name}-line", "type": "line", "filter": ["!", cluster],
@@ -272,7 +272,7 @@ def _style(srcs: list[TileSource], tile_url, request: Request, bounds, basemaps,
     return style
 
 
-def _label(base: dict, src: TileSource, cluster: list, font: str) -> dict:
+def _label(base: dict, src: TileSource, cluster: list) -> dict:
     """The symbol layer writing `src.label` beside each feature (along a line), in the
     platform's font."""
     layout = {"text-field": ["get", src.label], "text-font": [LABEL_FONT], "text-size": 12}

@@ -212,8 +212,7 @@ def _titled(dataset: str | None, content: str) -> str:
         q = doc.get("properties", {}).get(a.name)
         if q is None:
             continue
-        t = titles.get(a.name, {})
-        q["title"] = " ".join(x for x in (t.get("zh"), t.get("en")) if x) or a.description or a.name
+        q["title"] = titles.get(a.name) or a.description or a.name
         if a.description and a.description != q["title"]:
             q["description"] = a.description
         if a.name in choices:

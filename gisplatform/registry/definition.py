@@ -211,8 +211,8 @@ class LayerDefinition(_Model):
             Attribute(a.name, a.type, a.required, a.personal,
                       a.description or a.title, a.mask) for a in self.attributes),
             title=self.title, description=self.description,
-            extra={"titles": {a.name: {"zh": a.title_zh, "en": a.title_en}
-                              for a in self.attributes if a.title_zh or a.title_en},
+            # attribute → "中文 English" (queryables, popups, legends)
+            extra={"titles": {a.name: a.title for a in self.attributes if a.title},
                    "choices": {a.name: a.choices for a in self.attributes if a.choices},
                    "searchable": self.searchable, "category": self.category,
                    "label": self.tiles.label})

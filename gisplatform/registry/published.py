@@ -19,7 +19,7 @@ from gisplatform.db.distribution import NO_CITUS, create_tile_triggers_sql
 from gisplatform.temporal import LayerSpec, create_sql
 from gisplatform.temporal.spec import SCHEMA, index_sql
 
-from .definition import DefinitionError, LayerDefinition, parse
+from .definition import DefinitionError, LayerDefinition, describe, parse
 
 CURRENT = "select name, definition, action from city.layer_registry where upper_inf(recorded)"
 
@@ -38,6 +38,12 @@ def load(conn: psycopg.Connection) -> list[LayerDefinition]:
         return []
     return [parse(d) for _, d, action in conn.execute(CURRENT + " order by name")
             if action != "retire"]
+
+
+def definitions(conn: psycopg.Connection, builtin) -> list[LayerDefinition]:
+    """Every layer's definition: the built-in layers `builtin` described from their code,
+    then the published ones (not retired)."""
+    return [describe(x) for x in builtin] + load(conn)
 
 
 def current(conn: psycopg.Connection, name: str) -> tuple[LayerDefinition, str] | None:
@@ -147,5 +153,5 @@ def retire(conn: psycopg.Connection, name: str, actor: str) -> None:
     _record(conn, got[0], "retire", actor)
 
 
-__all__ = ["DefinitionError", "PublishError", "alter", "create", "current", "history", "load",
-           "retire", "taken", "usable"]
+__all__ = ["DefinitionError", "PublishError", "alter", "create", "current", "definitions",
+           "history", "load", "retire", "taken", "usable"]

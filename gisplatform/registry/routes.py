@@ -36,7 +36,7 @@ from gisplatform.api.responses import errors
 from gisplatform.errors import problem
 from gisplatform.security import current_principal, require_publish
 
-from .definition import DefinitionError, LayerDefinition, parse_toml
+from .definition import DefinitionError, LayerDefinition, parse, parse_toml
 
 FIELDS = ("name", "department", "sharing", "id_field", "title", "title_en", "crs",
           "valid_from", "source_layer", "definition")
@@ -53,11 +53,9 @@ def check_name(name: object) -> str | None:
     if not isinstance(name, str) or not name:
         return "name: the layer's collection id is required"
     try:
-        LayerDefinition.model_validate({"name": name, "department": "-",
-                                        "geometry_type": "Point", "builtin": True})
-    except ValueError as e:
-        return "; ".join(err["msg"].removeprefix("Value error, ") for err in e.errors()) \
-            if hasattr(e, "errors") else str(e)
+        parse({"name": name, "department": "-", "geometry_type": "Point", "builtin": True})
+    except DefinitionError as e:
+        return str(e)
     return None
 
 

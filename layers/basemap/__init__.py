@@ -15,7 +15,9 @@ from psycopg import sql
 from gisplatform.db.distribution import NO_CITUS
 from gisplatform.registry import published
 from gisplatform.registry.definition import LayerDefinition, parse_toml
-from gisplatform.temporal import SCHEMA, TemporalStore
+from gisplatform.temporal import SCHEMA
+
+from ..demo_common import load_rows
 
 HERE = Path(__file__).parent
 ORDER = ("water", "roads", "place-names", "pois")
@@ -50,9 +52,6 @@ def load(conn: psycopg.Connection, ctx, builtin: set[str], replace: bool,
                 if not replace:
                     continue  # loaded before: kept as it is
                 conn.execute(sql.SQL("truncate {}").format(table))
-        names = d.spec().attribute_names
-        counts[d.name] = TemporalStore(d.spec()).backfill(conn, (
-            (fid, vf, vt, geom, *(attrs.get(a) for a in names))
-            for fid, vf, vt, geom, attrs in GENERATORS[d.name](ctx)), rebuild_indexes=True)
+        counts[d.name] = load_rows(conn, d.spec(), GENERATORS[d.name](ctx))
         on_layer(d.name, counts[d.name], time.perf_counter() - t)
     return counts
