@@ -287,7 +287,26 @@ def people(own_url):
         tokens = {level: create_token(conn, "gongan", [("persons", level)])
                   for level in ("read", "read_personal")}
         tokens["other"] = create_token(conn, "zhujian", [("buildings", "read")])
+        settled(conn)
     return start, tokens
+
+
+def settled(conn, timeout: float = 60) -> None:
+    """Wait until the server's start-up build (tile pyramids, rollups: wiring.build_derived,
+    in the background under an advisory lock) is over and every write transaction open now
+    has ended. The feed serves only changes below the oldest open write (feed.py): a page
+    read while one is open is rightly short."""
+    deadline = time.monotonic() + timeout
+    while conn.execute("select pg_try_advisory_lock(hashtext('gisplatform.build_derived'))"
+                       ).fetchone()[0] is False:
+        assert time.monotonic() < deadline, "the server's start-up build did not end"
+        time.sleep(0.05)
+    conn.execute("select pg_advisory_unlock(hashtext('gisplatform.build_derived'))")
+    (line,) = conn.execute("select pg_snapshot_xmax(pg_current_snapshot())").fetchone()
+    while conn.execute("select pg_snapshot_xmin(pg_current_snapshot()) < %s",
+                       (line,)).fetchone()[0]:
+        assert time.monotonic() < deadline, "a write transaction stayed open"
+        time.sleep(0.05)
 
 
 def test_http_masking_status_and_audit(server, own_url, people):
