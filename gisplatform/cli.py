@@ -58,7 +58,7 @@ app.add_typer(raster_app, name="raster")
 app.add_typer(changes_app(_layers), name="changes")
 app.command("export")(export_command(_layers))
 app.add_typer(opendata_app(_layers), name="opendata")
-app.add_typer(stats_app, name="stats")
+app.add_typer(stats_app(_layers), name="stats")
 app.add_typer(layer_app, name="layer")
 out = Console(soft_wrap=True)
 

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, fields
 
 from .ogc import catalog
 from .security import personal_masks
-from .stats import StatsCity
+from .stats import StatsCity, publish_layer_topics
 
 # Writes to a layer also change the tiles of the sources derived from it.
 TILE_DEPENDENTS = {"persons": ("population-grid",), "grid-cells": ("population-grid",),
@@ -50,6 +50,7 @@ def load_published(url: str) -> list[str]:
         found = {d.name: d.to_layer() for d in published.load(conn) if d.name not in LAYERS}
     _PUBLISHED.clear()
     _PUBLISHED.update(found)
+    publish_layer_topics(found.values())  # statistics by a declared category attribute
     return list(found)
 
 

@@ -6,6 +6,8 @@ from gisplatform.registry.layer import (  # noqa: F401 -- re-exported for the la
     KeyedFid,
     Layer,
     TileSettings,
+    check_choice,
+    check_range,
     no_checks,
 )
 
@@ -19,19 +21,3 @@ from gisplatform.security import (  # noqa: F401 -- re-exported for the layer mo
     pseudonym,
 )
 from gisplatform.temporal import LayerSpec  # noqa: F401
-
-
-def check_choice(props: dict, name: str, choices, required: bool = False) -> None:
-    value = props.get(name)
-    if value is None:
-        if required:
-            raise ValueError(f"{name} is required")
-        return
-    if value not in choices:
-        raise ValueError(f"{name} {value!r} is not one of {sorted(choices)}")
-
-
-def check_range(props: dict, name: str, lo: float, hi: float) -> None:
-    value = props.get(name)
-    if value is not None and not (lo <= value <= hi):
-        raise ValueError(f"{name} {value} is outside {lo}..{hi}")

@@ -232,7 +232,8 @@ def test_alter_adds_and_keeps_every_version(published, tmp_path):
 
 
 @pytest.mark.parametrize("name, why", [
-    ("persons", "built-in collection"), ("select", "reserved"), ("../etc", "layer name"),
+    ("persons", "built-in collection"), ("population", "statistics topic"),
+    ("select", "reserved"), ("../etc", "layer name"),
     ("Bad_Name", "layer name"), ("x-history", "reserved"), ("schools", "already published"),
 ])
 def test_dangerous_or_taken_names_are_refused(published, tmp_path, name, why):
@@ -467,3 +468,114 @@ def test_ogc_transactions_check_a_published_layer_declaratively(published, tmp_p
         assert r.status_code == 201, r.text
         got = httpx.get(f"{url}/S900", params={"f": "json"}, timeout=30).json()
         assert got["properties"]["students"] == 10 and "*" in got["properties"]["phone"]
+
+
+def test_statistics_count_it_by_its_category_per_district(url, tmp_path):
+    """A layer declaring a `category` attribute is a statistics topic of its name: features
+    valid at each month start, by category, in the district their geometry lies in — the
+    same counts as a direct point-in-polygon count, before and after a later change."""
+    import shapely
+
+    from gisplatform.temporal import Feature, TemporalStore
+
+    west, east = (shapely.box(X0 - 0.05, Y0 - 0.05, X0, Y0 + 0.05),
+                  shapely.box(X0, Y0 - 0.05, X0 + 0.05, Y0 + 0.05))
+    with psycopg.connect(url, autocommit=True) as c:
+        TemporalStore(LAYERS["admin-areas"].spec).insert(c, [
+            Feature(code, shapely.MultiPolygon([box]), {"code": code, "name": name,
+                                                       "level": "district"})
+            for code, name, box in (("210402", "新抚区", west), ("210403", "东洲区", east))],
+            "2010-01-01T00:00:00+08:00")
+    kinds = ["诊所", "诊所", "药店", "诊所", "药店", "药店"]  # 4 west, 2 east
+    feats = [{"type": "Feature", "properties": {"code": f"K{i}", "kind": k, "名称": f"医{i}"},
+              "geometry": {"type": "Point", "coordinates": [
+                  X0 - 0.01 * (i + 1) if i < 4 else X0 + 0.01 * (i - 3), Y0]}}
+             for i, k in enumerate(kinds)]
+    src = tmp_path / "clinics.geojson"
+    src.write_text(json.dumps({"type": "FeatureCollection", "features": feats},
+                              ensure_ascii=False), encoding="utf-8")
+    r = run(url, tmp_path, "create", "clinics", "--from", str(src), "--department", "卫健委",
+            "--dry-run")
+    assert r.returncode == 0, r.stderr
+    spec = tmp_path / "clinics.toml"
+    spec.write_text(parse_toml(r.stdout).model_copy(update={"category": "kind"}).to_toml(),
+                    encoding="utf-8")
+    r = run(url, tmp_path, "create", "clinics", "--spec", str(spec), "--from", str(src),
+            "--valid-from", "2020-01-01T00:00:00+08:00")
+    assert r.returncode == 0, r.stderr
+
+    def direct(month: str) -> dict:
+        """(district, kind) -> count at the month start, by SQL over the version table."""
+        with psycopg.connect(url) as c:
+            return {(a, k): n for a, k, n in c.execute("""
+                select a.code, v.kind, count(*) from city.clinics_version v
+                join city.admin_areas a on st_intersects(a.geom, st_pointonsurface(v.geom))
+                where upper_inf(v.recorded) and v.valid @> (%s || '-01 00:00+08')::timestamptz
+                group by 1, 2""", (month,)).fetchall()}
+
+    with serving(url, tmp_path) as base:
+        assert "clinics" in {t["id"] for t in httpx.get(f"{base}/api/stats", timeout=30
+                                                        ).json()["topics"]}
+        process = httpx.get(f"{base}/ogc/processes/stats-timeseries", timeout=30).json()
+        assert "clinics" in process["inputs"]["topic"]["schema"]["enum"]
+
+        def served(month_to: str) -> dict:
+            r = httpx.get(f"{base}/api/stats/clinics",
+                          params={"from": "2019-12", "to": month_to}, timeout=30)
+            assert r.status_code == 200, r.text
+            return {s["area"]: s["points"] for s in r.json()["series"]}
+
+        got = served("2020-02")
+        assert got["210402"][0] == {"month": "2019-12", "total": 0, "kind.药店": 0, "kind.诊所": 0}
+        for area in ("210402", "210403"):
+            point = got[area][1]
+            assert {k: v for k, v in point.items() if k.startswith("kind.") and v} == {
+                f"kind.{k}": n for (a, k), n in direct("2020-01").items() if a == area}
+            assert point["total"] == sum(n for (a, _), n in direct("2020-01").items() if a == area)
+        assert got["210400"][1]["total"] == 6 and got["210402"][1]["kind.诊所"] == 3
+        # a later change: K0 (west, 诊所) retired in February, K5 moves west
+        with psycopg.connect(url, autocommit=True) as c:
+            store = TemporalStore(wiring_spec(url, "clinics"))
+            store.retire(c, ["K0"], "2020-02-10T00:00:00+08:00")
+            moved = store.current(c, "K5")
+            store.update(c, [Feature("K5", shapely.Point(X0 - 0.03, Y0 + 0.01),
+                                     {k: moved[k] for k in ("code", "kind", "name")})],
+                         "2020-02-20T00:00:00+08:00")
+        got = served("2020-03")
+        for area in ("210402", "210403"):
+            assert got[area][3]["total"] == sum(
+                n for (a, _), n in direct("2020-03").items() if a == area)
+        assert (got["210402"][3]["total"], got["210403"][3]["total"]) == (4, 1)
+        assert got["210402"][3]["kind.诊所"] == 2 and got["210402"][2]["total"] == 4
+
+
+def wiring_spec(url: str, name: str):
+    from gisplatform import wiring
+    return wiring.all_layers(url)[name].spec
+
+
+def test_analysts_read_a_public_layer_in_qgis_and_nothing_personal(pg, published, tmp_path):
+    """The analyst role (QGIS on PostGIS) reads the snapshot view of an unconditional layer
+    with no personal attribute, as it reads the built-in public views; not one with a
+    personal attribute, nor one retired."""
+    from gisplatform.security import create_analyst_user
+
+    r = run(published, tmp_path, "create", "benches", "--from",
+            str(schools(tmp_path / "b.geojson")), "--department", "园林局", "--sharing",
+            "unconditional", "--public-field", "联系人", "--public-field", "电话")
+    assert r.returncode == 0, r.stderr
+    with psycopg.connect(published, autocommit=True) as c:
+        create_analyst_user(c, "analyst_layers", "pw")
+    dbname = published.rsplit("/", 1)[1]
+
+    def analyst():
+        return psycopg.connect(host=pg.host, port=pg.port, user="analyst_layers", password="pw",
+                               dbname=dbname, autocommit=True)
+    with analyst() as a:
+        assert a.execute("select count(*) from city.benches").fetchone()[0] == 5
+        for table in ("schools", "schools_version", "benches_version"):  # personal; versions
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                a.execute(f"select 1 from city.{table} limit 1")
+    assert run(published, tmp_path, "retire", "benches").returncode == 0
+    with analyst() as a, pytest.raises(psycopg.errors.InsufficientPrivilege):
+        a.execute("select 1 from city.benches limit 1")

@@ -351,7 +351,9 @@ def test_analyst_reads_public_views_only(pg, demo_url):
     with _analyst_connect(pg, "analyst_qgis", "s3cret pass'word", dbname) as a:
         assert a.execute("select count(*) from city.buildings").fetchone()[0] == owner_buildings > 0
         for view in ("admin_areas", "grid_cells", "addresses", "components", "cases",
-                     "responsibility_zones", "case_status"):
+                     "responsibility_zones", "case_status",
+                     # the base map: published layers (registry/published.py), public
+                     "roads", "water", "place_names", "pois"):
             a.execute(f"select * from city.{view} limit 1")
         # the aggregates run as their owner: the analyst sees counts, never persons
         assert a.execute("select sum(total) from city.population_by_grid()").fetchone()[0] \

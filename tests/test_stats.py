@@ -273,8 +273,11 @@ def test_every_topic_over_http_aggregates_only(live, demo_url):
         secrets += [r[0] for r in c.execute("select legal_representative from city.legal_persons"
                                             " where legal_representative is not null limit 20")]
     listing = httpx.get(f"{live}/api/stats").json()
-    assert [t["id"] for t in listing["topics"]] == [
-        "population", "legal-persons", "buildings", "cameras", "cases", "evaluation"]
+    ids = [t["id"] for t in listing["topics"]]
+    assert ids[:6] == ["population", "legal-persons", "buildings", "cameras", "cases",
+                       "evaluation"]
+    # and the base map's published layers, each counted by its declared category
+    assert sorted(ids[6:]) == ["place-names", "pois", "roads", "water"]
     for topic in [t["id"] for t in listing["topics"]]:
         r = get(live, topic, **{"from": "2024-01", "to": "2024-06"})  # anonymous
         assert r.status_code == 200, (topic, r.text)
@@ -286,6 +289,16 @@ def test_every_topic_over_http_aggregates_only(live, demo_url):
         assert not any(v in text for v in secrets), topic
         keys = {k for s in body["series"] for p in s["points"] for k in p}
         assert not keys & {"name", *PERSONAL}, keys
+    pois = get(live, "pois", **{"from": "2026-01", "to": "2026-01"}).json()
+    with psycopg.connect(demo_url) as c:  # a point-in-polygon count, straight
+        want = dict(c.execute("""
+            select a.code, count(*) from city.pois_version v join city.admin_areas a
+              on a.level in ('district', 'county') and st_intersects(a.geom, v.geom)
+            where upper_inf(v.recorded) and v.valid @> '2026-01-01 00:00+08'::timestamptz
+            group by 1""").fetchall())
+    got = {s["area"]: s["points"][0]["total"] for s in pois["series"]}
+    assert {a: n for a, n in got.items() if n and a != "210400"} == want
+    assert got["210400"] == sum(want.values()) > 0
     cams = get(live, "cameras", **{"from": "2026-01", "to": "2026-01", "area": "210400"}).json()
     p = cams["series"][0]["points"][0]
     assert p["status.ON"] + p["status.OFF"] == p["total"] > 0

@@ -26,7 +26,7 @@ from gisplatform.security import CONDITIONAL, NOT_SHARED, PUBLISH_TARGET, UNCOND
 from gisplatform.security.masking import MASK_KINDS
 from gisplatform.temporal import Attribute, LayerSpec
 
-from .layer import KeyedFid, Layer, TileSettings
+from .layer import KeyedFid, Layer, TileSettings, check_choice, check_range
 
 __all__ = ["AttributeDefinition", "DefinitionError", "LayerDefinition", "TileDefinition",
            "describe", "parse_toml"]
@@ -101,15 +101,12 @@ class AttributeDefinition(_Model):
 
     def check(self, props: dict) -> None:
         """The declarative checks of one value (ValueError says which)."""
-        value = props.get(self.name)
-        if value is None:
-            if self.required:
-                raise ValueError(f"{self.name} is required")
-            return
-        if self.choices is not None and value not in self.choices:
-            raise ValueError(f"{self.name} {value!r} is not one of {list(self.choices)}")
-        if self.range is not None and not (self.range[0] <= value <= self.range[1]):
-            raise ValueError(f"{self.name} {value} is outside {self.range[0]}..{self.range[1]}")
+        if self.choices is not None:
+            check_choice(props, self.name, self.choices, self.required)
+        elif self.required and props.get(self.name) is None:
+            raise ValueError(f"{self.name} is required")
+        if self.range is not None:
+            check_range(props, self.name, *self.range)
 
     @property
     def title(self) -> str:

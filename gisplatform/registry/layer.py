@@ -11,6 +11,28 @@ from gisplatform.security import PseudonymKeyMissing, pseudonym
 from gisplatform.temporal import LayerSpec
 
 
+def check_choice(props: dict, name: str, choices, required: bool = False) -> None:
+    """The value of `name` is one of `choices` (or absent, unless `required`)."""
+    value = props.get(name)
+    if value is None:
+        if required:
+            raise ValueError(f"{name} is required")
+        return
+    if value not in choices:
+        try:
+            listed = sorted(choices)
+        except TypeError:  # choices of mixed types: in their given order
+            listed = list(choices)
+        raise ValueError(f"{name} {value!r} is not one of {listed}")
+
+
+def check_range(props: dict, name: str, lo: float, hi: float) -> None:
+    """The value of `name` lies in lo..hi (or is absent)."""
+    value = props.get(name)
+    if value is not None and not (lo <= value <= hi):
+        raise ValueError(f"{name} {value} is outside {lo}..{hi}")
+
+
 def no_checks(props: dict) -> list[str]:
     return []
 

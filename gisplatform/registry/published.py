@@ -16,6 +16,8 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from gisplatform.db.distribution import NO_CITUS, create_tile_triggers_sql
+from gisplatform.security.analyst import analyst_may_read, grant_analyst_view
+from gisplatform.stats.topics import BUILT_IN_TOPICS
 from gisplatform.temporal import LayerSpec, create_sql
 from gisplatform.temporal.spec import SCHEMA, index_sql
 
@@ -72,6 +74,8 @@ def taken(conn: psycopg.Connection, name: str, builtin: set[str]) -> str | None:
     None: a built-in collection, a layer published before (retired ones too), a table."""
     if name in builtin or name in ("population-grid", "population-areas"):
         return f"{name} is a built-in collection"
+    if name in BUILT_IN_TOPICS:  # a layer declaring a category gets a topic of its name
+        return f"{name} is a built-in statistics topic (/api/stats/{name})"
     if usable(conn) and current(conn, name) is not None:
         return f"a layer {name} was already published (layer show {name})"
     spec = LayerSpec(name, "Point")
@@ -103,7 +107,15 @@ def create(conn: psycopg.Connection, d: LayerDefinition, actor: str, builtin: se
     for stmt in create_sql(spec) + create_tile_triggers_sql(spec):
         if stmt not in later:
             conn.execute(stmt)
+    _analyst_grant(conn, d)
     return later
+
+
+def _analyst_grant(conn: psycopg.Connection, d: LayerDefinition, retired: bool = False) -> None:
+    """QGIS analysts read the snapshot view as they read the built-in public ones."""
+    spec = d.spec()
+    grant_analyst_view(conn, spec.table, not retired and analyst_may_read(
+        d.sharing, any(a.personal for a in spec.attributes)))
 
 
 def alter(conn: psycopg.Connection, new: LayerDefinition, actor: str) -> list[str]:
@@ -143,6 +155,7 @@ def alter(conn: psycopg.Connection, new: LayerDefinition, actor: str) -> list[st
     if added:  # the snapshot view lists its columns: made again with the new ones
         view = next(s for s in create_sql(new.spec()) if s.startswith("create view"))
         conn.execute(view.replace("create view", "create or replace view", 1))
+    _analyst_grant(conn, new)  # a personal attribute added, or the sharing changed
     return [a.name for a in added]
 
 
@@ -151,6 +164,7 @@ def retire(conn: psycopg.Connection, name: str, actor: str) -> None:
     if got is None or got[1] == "retire":
         raise PublishError(f"no published layer {name}")
     _record(conn, got[0], "retire", actor)
+    _analyst_grant(conn, got[0], retired=True)  # hidden from listings, and from analysts
 
 
 __all__ = ["DefinitionError", "PublishError", "alter", "create", "current", "definitions",

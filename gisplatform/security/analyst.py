@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["ANALYST_ROLE", "ANALYST_USERNAME", "create_analyst_user"]
+__all__ = ["ANALYST_ROLE", "ANALYST_USERNAME", "analyst_may_read", "create_analyst_user",
+           "grant_analyst_view"]
 
 ANALYST_ROLE = "gisplatform_analyst"
 ANALYST_USERNAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -43,3 +44,22 @@ def create_analyst_user(conn: psycopg.Connection, username: str, password: str) 
         conn.execute(sql.SQL(
             "create role {} login password {} in role {}").format(
             sql.Identifier(username), sql.Literal(verifier), sql.Identifier(ANALYST_ROLE)))
+
+
+def analyst_may_read(sharing: str, personal: bool) -> bool:
+    """Whether analysts read a layer's snapshot view: shared unconditionally and without a
+    personal attribute (the built-in views migration 0003 grants follow the same rule; a
+    conditional layer is read through the API with a token, where access is decided)."""
+    from .principals import UNCONDITIONAL
+
+    return sharing == UNCONDITIONAL and not personal
+
+
+def grant_analyst_view(conn: psycopg.Connection, view: str, may_read: bool) -> None:
+    """Grant (or revoke) the analyst role's SELECT on `city.<view>`, where the role exists."""
+    from psycopg import sql
+
+    if conn.execute("select to_regrole(%s)", (ANALYST_ROLE,)).fetchone()[0] is None:
+        return
+    stmt = "grant select on {} to {}" if may_read else "revoke select on {} from {}"
+    conn.execute(sql.SQL(stmt).format(sql.Identifier("city", view), sql.Identifier(ANALYST_ROLE)))

@@ -10,8 +10,8 @@ passes a `StatsCity` built from layers/fushun.py.
 - query.py: the request parameters (`make_query` -> `Query`, `StatsError`), months;
 - rollup.py: what is valid at each month start, from the persisted rollup (`Rollup`,
   migration 0012) plus the change feed's delta, or one pass over a version table;
-- topics.py: the topics (`TOPICS`) and their figures, `compute`, who may see them
-  (`check_access`), CSV;
+- topics.py: the topics (`TOPICS`: built in, and of published layers) and their
+  figures, `compute`, who may see them (`check_access`), CSV;
 - routes.py: `GET /api/stats` and `GET /api/stats/{topic}`;
 - cli.py: `gisplatform stats rebuild|status`.
 """
@@ -19,7 +19,7 @@ passes a `StatsCity` built from layers/fushun.py.
 from .cli import stats_app
 from .query import EVALUATION_GROUPS, StatsCity, StatsError, make_query
 from .routes import stats_router
-from .topics import TOPICS, check_access, compute, sharing_of
+from .topics import TOPICS, check_access, compute, publish_layer_topics, sharing_of
 
 __all__ = ["EVALUATION_GROUPS", "TOPICS", "StatsCity", "StatsError", "check_access", "compute",
-           "make_query", "sharing_of", "stats_app", "stats_router"]
+           "make_query", "publish_layer_topics", "sharing_of", "stats_app", "stats_router"]

@@ -10,6 +10,8 @@ failed, 2 = bad usage.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import wraps
 from typing import Annotated
 
 import typer
@@ -18,13 +20,28 @@ from gisplatform.console import connection, fail
 
 from . import rollup as stats
 
-stats_app = typer.Typer(help="Statistics: the persisted rollups behind /api/stats.",
-                        no_args_is_help=True)
+
+def stats_app(load_layers: Callable[[], object]) -> typer.Typer:
+    """The command group; `load_layers()` reads the published layers, whose category
+    topics have rollups too (topics.publish_layer_topics)."""
+    app = typer.Typer(help="Statistics: the persisted rollups behind /api/stats.",
+                      no_args_is_help=True)
+    app.command("rebuild")(_loading(load_layers, rebuild))
+    app.command("status")(_loading(load_layers, status))
+    return app
 
 
-@stats_app.command("rebuild")
+def _loading(load_layers, command):
+    @wraps(command)
+    def run(*args, **kwargs):
+        load_layers()
+        return command(*args, **kwargs)
+    return run
+
+
 def rebuild(layer: Annotated[list[str] | None, typer.Option(
-                "--layer", "-l", help=f"one of {', '.join(stats.COUNTED)}; repeatable")] = None,
+                "--layer", "-l", help="a counted layer (built-in: "
+                f"{', '.join(stats.BUILT_IN_COUNTED)}; or a published one); repeatable")] = None,
             if_needed: Annotated[bool, typer.Option(
                 "--if-needed", help="only rollups missing or past correcting")] = False) -> None:
     """Count the rollups anew (one pass over each layer's version table)."""
@@ -40,7 +57,6 @@ def rebuild(layer: Annotated[list[str] | None, typer.Option(
         typer.echo(f"{name}: {'up to date' if seconds is None else f'{seconds:.2f}s'}")
 
 
-@stats_app.command("status")
 def status() -> None:
     """Each rollup: when it was counted, how long it took, versions counted, changes since."""
     with connection(autocommit=True) as conn:

@@ -58,13 +58,15 @@ class Counted:
         return sql.SQL(f"coalesce(({self.area})::text, 'unknown'), array[{{}}]::text[]").format(keys)
 
 
-COUNTED = {c.layer: c for c in (
+BUILT_IN_COUNTED = {c.layer: c for c in (
     Counted("persons", "division_code", (("household_type", "household_type"),)),
     Counted("legal-persons", "division_code", (("status", "status"), ("industry", "industry_code"))),
     Counted("buildings", "division_code", (("use", "use"),)),
     Counted("cameras", "coalesce(left(civil_code, 6), left(device_id, 6))",
             (("sector", "sector"), ("status", "status"))),
 )}
+# and the published layers' topics (topics.publish_layer_topics adds and removes them)
+COUNTED = dict(BUILT_IN_COUNTED)
 
 
 def month_index(m: datetime) -> int:

@@ -9,7 +9,10 @@
 - `cases`: city-management cases reported in the month, by class (kind-big class),
   source and current status;
 - `evaluation`: the comprehensive-evaluation figures (综合评价) per area, department or
-  unit grid (`by=`), see `_evaluation` below.
+  unit grid (`by=`), see `_evaluation` below;
+- one topic per published layer that declares a `category` attribute (registry/definition.py),
+  named like the layer: its features valid at each month start, by category, per district
+  its geometry lies in (`publish_layer_topics`, called as the published layers are read).
 
 `compute` answers a `Query` (the same JSON for /api/stats/{topic} and the OGC process),
 `to_csv` turns it into CSV.
@@ -27,9 +30,10 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 
 from psycopg import sql
 
@@ -37,7 +41,7 @@ from gisplatform.security import NOT_SHARED, SMALL_COUNT, current_principal, req
 from gisplatform.temporal import BEIJING_TIME, contains_sql
 
 from .query import Query, StatsCity, StatsError
-from .rollup import COUNTED, _knowledge, _valid_counts
+from .rollup import BUILT_IN_COUNTED, COUNTED, Counted, _knowledge, _valid_counts
 
 
 @dataclass(frozen=True)
@@ -240,6 +244,49 @@ def _evaluation(conn, q: Query) -> dict:
 COMPUTE = {"population": _population, "legal-persons": _legal_persons,
            "buildings": _buildings, "cameras": _cameras, "cases": _cases,
            "evaluation": _evaluation}
+
+
+BUILT_IN_TOPICS = tuple(TOPICS)  # names no published layer's topic may take
+
+# A published layer has no division code: a feature counts in the district or county its
+# geometry lies in, by a point on it (the store refuses invalid geometries, so
+# st_pointonsurface cannot fail), on the admin areas as they are now. The rollup is not
+# recounted when a boundary moves: `gisplatform stats rebuild` after one.
+AREA_BY_LOCATION = ("(select a.code from city.admin_areas a"
+                    " where a.level in ('district', 'county')"
+                    " and st_intersects(a.geom, st_pointonsurface(v.geom))"
+                    " order by a.code limit 1)")
+
+
+def _layer_topic(name: str, conn, q: Query) -> dict:
+    return _points(_valid_counts(conn, q, COUNTED[name]), len(q.months), always=("total",))
+
+
+def publish_layer_topics(layers: Iterable) -> list[str]:
+    """Serve a topic for each of `layers` (the published ones) that declares a category
+    attribute, and none for the others any more; their names. Updated in place, like the
+    served layers (wiring.load_published calls it): readers never see an empty moment."""
+    wanted = {}
+    for layer in layers:
+        category = layer.spec.extra.get("category")
+        if not category or layer.name in BUILT_IN_TOPICS or layer.name in BUILT_IN_COUNTED:
+            continue
+        column = '"' + category.replace('"', '""') + '"'
+        title = layer.spec.extra.get("titles", {}).get(category, category)
+        wanted[layer.name] = (
+            Topic(layer.name, layer.name, layer.spec.title or layer.name,
+                  f"total, {category}.<{title}>: features valid at the month start, in the "
+                  "district or county their geometry lies in"),
+            Counted(layer.name, AREA_BY_LOCATION, ((category, column),)))
+    for name in [n for n in TOPICS if n not in BUILT_IN_TOPICS and n not in wanted]:
+        TOPICS.pop(name, None)
+        COMPUTE.pop(name, None)
+        COUNTED.pop(name, None)
+    for name, (topic, counted) in wanted.items():
+        COUNTED[name] = counted
+        COMPUTE[name] = partial(_layer_topic, name)
+        TOPICS[name] = topic
+    return list(wanted)
 
 
 def areas(conn, city: StatsCity) -> dict[str, str]:
