@@ -25,6 +25,7 @@ from models3d.realscene import OSGB_HELP, check_tileset
 from models3d.realscene_demo import (
     AT,
     CENTRE,
+    HALF,
     NAME,
     Mesh,
     add_demo_realscene,
@@ -410,7 +411,17 @@ def test_demo_block_is_small_fast_and_registered(demo_block):
     w, s, e, n = t.bounds
     assert w < CENTRE[0] < e and s < CENTRE[1] < n
     assert 300 < (e - w) * 111_320 * math.cos(math.radians(CENTRE[1])) < 340
-    assert "4 demo buildings" in t.source  # the small demo city (seed 42) has 4 there
+    # as many as a direct count: the buildings standing at the capture time with more than
+    # 4 m² of footprint in the 300 m patch
+    with psycopg.connect(demo_block["url"]) as c:
+        (n,) = c.execute("""
+            with patch as (select st_transform(st_expand(st_transform(
+                     st_setsrid(st_point(%s, %s), 4490), 32651), %s), 4490) as g)
+            select count(*) from city.buildings_version b, patch
+            where upper_inf(b.recorded) and b.valid @> %s::timestamptz
+              and st_area(st_intersection(b.geom, patch.g)::geography) > 4""",
+                         (CENTRE[0], CENTRE[1], HALF, AT)).fetchone()
+    assert f"{n} demo buildings" in t.source and n > 0, (n, t.source)
     assert check_tileset(demo_block["folder"]).warnings == []
 
 

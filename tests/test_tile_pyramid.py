@@ -260,8 +260,11 @@ def test_a_starting_server_builds_what_is_missing(pg, tmp_path):
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and (
                 set(built(conn)) < {"persons", "cases", "buildings"}
-                or conn.execute("select count(*) from city.stats_rollup_state").fetchone()[0] < 4):
+                or conn.execute("select count(*) from city.stats_rollup_state").fetchone()[0] < 8):
             time.sleep(0.5)
         assert {n: z for n, z in built(conn).items() if n in CHECKED} == {
             n: zooms(SOURCES[n]) for n in CHECKED}
-        assert conn.execute("select count(*) from city.stats_rollup_state").fetchone()[0] == 4
+        # the built-in counted layers' and the base map's (published, with a category)
+        assert {r[0] for r in conn.execute("select layer from city.stats_rollup_state")} == {
+            "persons", "legal-persons", "buildings", "cameras",
+            "place-names", "pois", "roads", "water"}

@@ -61,13 +61,29 @@ def roads(ctx: Ctx):
     return rows
 
 
+RIVER_HALF = 0.0014  # degrees of latitude: the Hun River's band is about 300 m wide
+
+
+def river_centre(x):
+    """The latitude of the Hun River's centre line at longitude(s) `x` (in the urban area)."""
+    return MID_Y - 0.012 + 0.006 * np.sin((np.asarray(x) - URBAN_BBOX[0]) * 40)
+
+
+def in_river(x, y, margin: float = 0.0):
+    """Whether points (x, y) lie in the river's band widened by `margin` degrees: where the
+    housing generator builds nothing."""
+    x, y = np.asarray(x), np.asarray(y)
+    inside_x = (x >= URBAN_BBOX[0]) & (x <= URBAN_BBOX[2])
+    return inside_x & (np.abs(y - river_centre(x)) <= RIVER_HALF + margin)
+
+
 def water(ctx: Ctx):
     """The Hun River (a meandering band across the urban area, about 300 m wide) and the
     Dahuofang reservoir east of it."""
     ux0, _, ux1, _ = URBAN_BBOX
     xs = np.linspace(ux0, ux1, 160)
-    centre = MID_Y - 0.012 + 0.006 * np.sin((xs - ux0) * 40)
-    half = 0.0014
+    centre = river_centre(xs)
+    half = RIVER_HALF
     ring = np.concatenate([np.column_stack([xs, centre + half]),
                            np.column_stack([xs[::-1], centre[::-1] - half])])
     ring = np.vstack([ring, ring[:1]])
@@ -102,6 +118,8 @@ def pois(ctx: Ctx):
     rows = []
     for i in range(n):
         x0, x1, y, road = roads_[which[i]]
+        if in_river(x0 + (x1 - x0) * where[i], y + 0.00015, 0.0003):
+            continue  # on the bridge: no shop there
         kind = POI_KINDS[kinds[i]]
         name = f"{road}{POI_ZH[kind]}" if kind != "bus_stop" else f"{road}站"
         fid = f"POI{i:06d}"

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 import numpy as np
 
 from ..base.demo import district_of, road_address
+from ..basemap.demo import in_river
 from ..demo_common import CST, HORIZON, START, Ctx, clip_versions, point_wkt, polygon_wkt, ts
 
 USES = np.array(["residential", "commercial", "office", "industrial", "public", "mixed"])
@@ -28,10 +29,19 @@ def buildings(ctx: Ctx):
     mx, my = _m_per_deg_lon(lat_mid), M_PER_DEG_LAT
     w_m, h_m = (x1 - x0) * mx, (y1 - y0) * my
     cell = math.sqrt(w_m * h_m / (size.buildings * 1.15))  # metres per lattice slot
-    ncols, nrows = int(w_m // cell), int(h_m // cell)
+    while True:
+        ncols, nrows = int(w_m // cell), int(h_m // cell)
+        # no building in the Hun River: the slots whose square reaches the river's band
+        # stay empty; the lattice is made finer until enough are dry
+        every = np.arange(ncols * nrows)
+        dry = every[~in_river(x0 + (every % ncols + 0.5) * cell / mx,
+                              y1 - (every // ncols + 0.5) * cell / my, cell / my / 2)]
+        if len(dry) >= size.buildings * 1.05:
+            break
+        cell *= 0.97
     # the lattice, for the roads the buildings front (basemap/demo.py)
     ctx.shared["lattice"] = (x0, y1, cell / mx, cell / my, nrows, ncols)
-    slots = rng.choice(ncols * nrows, size=size.buildings, replace=False)
+    slots = rng.choice(dry, size=size.buildings, replace=False)
     slots.sort()
     rows_, cols_ = slots // ncols, slots % ncols
     cx = x0 + (cols_ + 0.5) * cell / mx
