@@ -29,6 +29,7 @@ from .db.embedded import database_url
 from .errors import NoNulInPath
 from .errors import install as install_error_handlers
 from .exports import exports_router
+from .geocode.routes import geocode_router
 from .observability import Metrics, RequestLog, configure_logging
 from .ogc.mount import ogc_app, reconfigure
 from .ogc.transactions import patch_router
@@ -150,6 +151,9 @@ def create_app(settings: Settings | None = None, db_url: str | None = None) -> F
     layers = served.layers
     app.include_router(search_router(served.searchables, ogc_pool.connection,
                                      settings.public_url))
+    # geocoding and reverse geocoding of Chinese addresses, at any instant
+    app.include_router(geocode_router(wiring.geocode_sources, ogc_pool.connection,
+                                      settings.public_url, wiring.city_bbox()))
     # command-centre statistics: monthly series by area (aggregates only)
     app.include_router(stats_router(served.stats_sharing, ogc_pool.connection,
                                     wiring.stats_city()))

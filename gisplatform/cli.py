@@ -23,10 +23,11 @@ from .db import migrate as migrations
 from .db.connections import connect
 from .db.embedded import EmbeddedError, database_url, find_bindir, from_settings
 from .exports import export_command
+from .geocode.cli import geocode_command
 from .opendata import opendata_app
 from .security.cli import analyst_app, token_app
 from .stats import stats_app
-from .wiring import CLI_PARTS, all_layers, build_derived, city_bbox, layers
+from .wiring import CLI_PARTS, all_layers, build_derived, city_bbox, geocode_sources, layers
 
 app = typer.Typer(help="Fushun spatio-temporal city platform.", no_args_is_help=True)
 
@@ -59,6 +60,14 @@ app.add_typer(changes_app(_layers), name="changes")
 app.command("export")(export_command(_layers))
 app.add_typer(opendata_app(_layers), name="opendata")
 app.add_typer(stats_app(_layers), name="stats")
+
+
+def _geocode_sources():
+    _layers()  # the published ones too (the base map's place names)
+    return geocode_sources()
+
+
+app.command("geocode")(geocode_command(_geocode_sources))
 app.add_typer(layer_app, name="layer")
 out = Console(soft_wrap=True)
 

@@ -226,6 +226,20 @@ def searchables() -> list:
     return out
 
 
+def geocode_sources():
+    """What geocoding reads (gisplatform/geocode): the standard addresses, admin areas and
+    grid cells, buildings, responsibility zones, and the base map's place names once
+    published."""
+    from .geocode import Source, Sources
+
+    now = layers()
+
+    def source(name: str):
+        return Source(name, now[name].sharing) if name in now else None
+    return Sources(source("addresses"), source("admin-areas"), source("grid-cells"),
+                   source("buildings"), source("responsibility-zones"), source("place-names"))
+
+
 def row_checker(layer):
     """OGC transactions check a feature exactly as `gisplatform import` checks a row."""
     from layers.importer import Mapping as ImportMapping

@@ -30,16 +30,18 @@ apt_install() {
 # --- system packages -------------------------------------------------------
 . scripts/system-packages.sh
 # have_postgis prints what is missing (nothing when a server with PostGIS is installed):
-# the same test gisplatform.db.embedded.find_bindir makes (initdb, postgis.control, postgis-3.so).
+# the same test gisplatform.db.embedded.find_bindir makes (initdb, postgis.control, postgis-3.so,
+# pg_trgm.control).
 have_postgis() {
   for bindir in /usr/lib/postgresql/*/bin; do
     ver=$(basename "$(dirname "$bindir")")
     [ -x "$bindir/initdb" ] || continue
     if [ -e "/usr/share/postgresql/$ver/extension/postgis.control" ] &&
-       ls "/usr/lib/postgresql/$ver/lib/"postgis-3.so >/dev/null 2>&1; then
+       ls "/usr/lib/postgresql/$ver/lib/"postgis-3.so >/dev/null 2>&1 &&
+       [ -e "/usr/share/postgresql/$ver/extension/pg_trgm.control" ]; then
       return 0
     fi
-    missing="/usr/share/postgresql/$ver/extension/postgis.control or /usr/lib/postgresql/$ver/lib/postgis-3.so (package postgresql-$ver-postgis-3)"
+    missing="/usr/share/postgresql/$ver/extension/postgis.control or /usr/lib/postgresql/$ver/lib/postgis-3.so (package postgresql-$ver-postgis-3) or /usr/share/postgresql/$ver/extension/pg_trgm.control (geocoding; package postgresql-$ver)"
   done
   echo "${missing:-/usr/lib/postgresql/*/bin/initdb (package postgresql)}"
   return 1

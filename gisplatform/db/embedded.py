@@ -46,10 +46,12 @@ def find_bindir() -> Path:
     candidates = []
     for bindir in Path("/usr/lib/postgresql").glob("*/bin"):
         ver = bindir.parent.name
-        # the extension's control file and its server library (postgresql-<v>-postgis-3)
-        if (bindir / "initdb").exists() and Path(
-            f"/usr/share/postgresql/{ver}/extension/postgis.control"
-        ).exists() and (bindir.parent / "lib/postgis-3.so").exists():
+        # the extension's control file and its server library (postgresql-<v>-postgis-3),
+        # and pg_trgm (contrib, in postgresql-<v> on Debian: migration 0021, geocoding)
+        share = Path(f"/usr/share/postgresql/{ver}/extension")
+        if (bindir / "initdb").exists() and (share / "postgis.control").exists() \
+                and (bindir.parent / "lib/postgis-3.so").exists() \
+                and (share / "pg_trgm.control").exists():
             candidates.append((int(ver) if ver.isdigit() else 0, bindir))
     if candidates:
         return max(candidates)[1]
