@@ -138,7 +138,7 @@ def create_app(settings: Settings | None = None, db_url: str | None = None) -> F
     app.add_middleware(CachedTileFastPath, service=tiles)  # outermost: before auth
 
     app.mount("/ogc", ogc_app(collections, ogc_pool, settings.public_url,
-                              settings.data_dir / "ogc", wiring.ogc_processors()))
+                              settings.data_dir / "ogc", wiring.ogc_processors(settings.public_url)))
 
     def reload_layers() -> None:
         """The published layers read again and served: every router holds `served`'s
@@ -146,14 +146,14 @@ def create_app(settings: Settings | None = None, db_url: str | None = None) -> F
         wiring.load_published(url)
         served.refresh()
         reconfigure(served.collections, ogc_pool, settings.public_url,
-                    settings.data_dir / "ogc", wiring.ogc_processors())
+                    settings.data_dir / "ogc", wiring.ogc_processors(settings.public_url))
 
     layers = served.layers
     app.include_router(search_router(served.searchables, ogc_pool.connection,
                                      settings.public_url))
     # geocoding and reverse geocoding of Chinese addresses, at any instant
-    app.include_router(geocode_router(wiring.geocode_sources, ogc_pool.connection,
-                                      settings.public_url, wiring.city_bbox()))
+    app.include_router(geocode_router(wiring.geocode_sources, ogc_pool.connection, url,
+                                      settings, wiring.city_bbox()))
     # command-centre statistics: monthly series by area (aggregates only)
     app.include_router(stats_router(served.stats_sharing, ogc_pool.connection,
                                     wiring.stats_city()))

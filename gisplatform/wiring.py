@@ -137,12 +137,13 @@ def stats_city() -> StatsCity:
     return StatsCity(CITY_CODE, CITY_NAME, PLAN_START_MONTH)
 
 
-def ogc_processors() -> dict[str, dict]:
+def ogc_processors(public_url: str = "") -> dict[str, dict]:
     """What the OGC processes find in their processor definition (ogc/config.py build):
-    the statistics process, the city it counts."""
-    from .ogc.processes import StatsTimeseries
+    the statistics process, the city it counts; geocoding, the layers it reads."""
+    from .ogc.processes import Geocode, StatsTimeseries
 
-    return {StatsTimeseries.ID: {"city": asdict(stats_city())}}
+    return {StatsTimeseries.ID: {"city": asdict(stats_city())},
+            Geocode.ID: {"sources": asdict(geocode_sources()), "public_url": public_url}}
 
 
 def ogc_collections() -> list[catalog.Collection]:

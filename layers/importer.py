@@ -1,7 +1,8 @@
 """`gisplatform import LAYER FILE`: files into a layer as versions, row by row checked.
 
 Reads GeoJSON, GeoPackage, Shapefile (GDAL through pyogrio) and CSV (lon/lat columns,
-a WKT column, or an address matched against the standard addresses). Every row is
+a WKT column, or an address geocoded against the standard addresses: a match at house-number
+level or finer, else the row is rejected with the best candidates). Every row is
 converted to the layer's types, validated (codes, geometry, inside the city), then the
 good rows are synced in one transaction: a re-import of the same file changes nothing,
 a changed row becomes a new version. Bad rows go to a reject file with their reason.
@@ -168,7 +169,7 @@ def has_coordinates(fields: dict) -> bool:
     return bool(names & set(WKT)) or bool(names & set(LON) and names & set(LAT))
 
 
-def csv_geometry(fields: dict, lookup_address: Callable[[str], BaseGeometry | None]
+def csv_geometry(fields: dict, lookup_address: Callable[[str], BaseGeometry]
                  ) -> tuple[BaseGeometry, bool]:
     """The row's geometry and whether it is already in the storage CRS (address match)."""
     lower = {k.lower(): k for k in fields}
@@ -186,11 +187,8 @@ def csv_geometry(fields: dict, lookup_address: Callable[[str], BaseGeometry | No
         except ValueError:
             raise ValueError(f"{lon}/{lat}: not numbers") from None
     addr = fields.get("address") or fields.get("地址")
-    if addr:
-        geom = lookup_address(addr)
-        if geom is None:
-            raise ValueError(f"address {addr!r} matches no standard address")
-        return geom, True
+    if addr:  # geocoded; ValueError (the reject's reason) with the best candidates
+        return lookup_address(addr), True
     raise ValueError("no geometry: give lon/lat columns, a wkt column or a standard address")
 
 
@@ -257,7 +255,7 @@ def _swapped(geom: BaseGeometry) -> bool:
 
 
 def prepare(layer: Layer, rows: list[Row], to_city: Callable, mapping: Mapping,
-            lookup_address: Callable[[str], BaseGeometry | None],
+            lookup_address: Callable[[str], BaseGeometry],
             valid_from_default: datetime | None, stop_on_first: bool,
             progress: Callable[[int], None] = lambda n: None, fid_key: bytes | None = None,
             ) -> tuple[list[Feature], list[Reject], list[str], dict[str, int]]:
@@ -324,18 +322,40 @@ def prepare(layer: Layer, rows: list[Row], to_city: Callable, mapping: Mapping,
     return features, rejects, warnings, seen
 
 
-def address_lookup(conn: psycopg.Connection) -> Callable[[str], BaseGeometry | None]:
-    cache: dict[str, BaseGeometry | None] = {}
+def address_lookup(conn: psycopg.Connection, at=None) -> Callable[[str], BaseGeometry]:
+    """A row's address located by the geocoder (gisplatform/geocode) against the city at
+    `at` (the rows' --valid-from; default now): the standard address's point when the best
+    candidate is a match (score ≥ MATCH) at house-number level or finer. Otherwise
+    ValueError with the best candidates, the reason the row is rejected."""
+    from datetime import UTC, datetime
 
-    def lookup(addr: str) -> BaseGeometry | None:
-        key = "".join(addr.split())
-        if key not in cache:
-            row = conn.execute(
-                "select st_asbinary(geom) from city.addresses"
-                " where address = %s or replace(address, ' ', '') = %s limit 1",
-                (addr, key)).fetchone()
-            cache[key] = shapely.from_wkb(row[0]) if row else None
-        return cache[key]
+    from gisplatform.geocode import MATCH, AddressError, Source, Sources, check_query, geocode
+    from gisplatform.security import ANONYMOUS
+    from layers import LAYERS
+
+    sources = Sources(*(Source(n, LAYERS[n].sharing) for n in (
+        "addresses", "admin-areas", "grid-cells")))
+    when = at or datetime.now(UTC)
+    cache: dict[str, BaseGeometry | str] = {}
+
+    def lookup(addr: str) -> BaseGeometry:
+        if addr not in cache:
+            try:
+                found = geocode(conn, sources, check_query(addr), when, 3, ANONYMOUS)
+            except AddressError as e:
+                found, cache[addr] = [], f"address {addr!r}: {str(e).removeprefix('q: ')}"
+            best = found[0] if found else None
+            if best is not None and best.score >= MATCH and best.level in (
+                    "number", "building", "unit"):
+                cache[addr] = shapely.Point(best.lon, best.lat)
+            elif addr not in cache:
+                near = "; ".join(f"{c.address} ({c.score:.2f})" for c in found) or "none"
+                cache[addr] = (f"address {addr!r} matches no standard address (score ≥ "
+                               f"{MATCH} needed); best candidates: {near}")
+        got = cache[addr]
+        if isinstance(got, str):
+            raise ValueError(got)
+        return got
     return lookup
 
 
@@ -392,7 +412,7 @@ def run_import(conn: psycopg.Connection, layer: Layer, path: Path, *, crs: str |
     report = ImportReport(layer.name, read=len(rows), dry_run=dry_run)
     progress = progress_factory(len(rows)) if progress_factory else (lambda n: None)
     features, report.rejected, report.warnings, row_of = prepare(
-        layer, rows, to_city, mapping, address_lookup(conn), vf, all_or_nothing, progress,
+        layer, rows, to_city, mapping, address_lookup(conn, vf), vf, all_or_nothing, progress,
         fid_key=read_pseudonym_key(conn) if layer.fid_needs_key else None)
     if all_or_nothing and report.rejected:
         return report  # nothing written

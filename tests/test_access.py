@@ -167,6 +167,8 @@ def test_no_personal_value_leaves_without_a_personal_grant(city, callers, secret
         responses = crawl(base, callers[who])
         with httpx.Client(base_url=base, headers=callers[who]) as cl:
             responses += [cl.get("/api/search", params={"q": q}) for q in (*person, rep)]
+            responses += [cl.get("/api/geocode", params={"q": q}) for q in (*person, rep)]
+            responses += [cl.get("/api/reverse", params={"lon": 123.9, "lat": 41.87})]
         assert len(responses) > 150
         assert not [r for r in responses if r.status_code >= 500], who
         leaks = {str(r.url): leaked(r, secrets) for r in responses}

@@ -340,3 +340,67 @@ def test_cli_geocodes_a_gb18030_csv(demo_url, tmp_path):
                          env=env, capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "no column 'addr'" in bad.stderr
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_batch_over_http_is_a_job_of_a_token(live, demo_url):
+    from gisplatform.security import create_token
+
+    with psycopg.connect(demo_url, autocommit=True) as c:
+        address, = c.execute("select fid from city.addresses order by fid limit 1").fetchone()
+        (_, mine), (_, other) = (create_token(c, "zhujian", [("buildings", "read")])
+                                 for _ in range(2))
+    body = ("id,address\n1," + address + "\n2,长江路5号\n").encode("gb18030")
+    url = f"{live}/api/geocode/batch"
+    assert httpx.post(url, content=body, headers={"Content-Type": "text/csv"}).status_code == 401
+
+    def post(data: bytes, token: str = mine, **params):
+        return httpx.post(url, content=data, params=params, timeout=30, headers={
+            "Content-Type": "text/csv", "Authorization": f"Bearer {token}"})
+    for data, params, status, says in (
+            (body, {"column": "地址"}, 400, "no column"),
+            (body, {"datetime": "soon"}, 400, "datetime"),
+            (b"\xff\xfe\x00\x00", {}, 400, "CSV"),
+            ("id,address,geocode_score\n1,x,1\n".encode(), {}, 400, "geocoded before")):
+        r = post(data, **params)
+        assert r.status_code == status and says in r.text, (params, r.text)
+    r = httpx.post(url, content=body, headers={"Content-Type": "application/json",
+                                               "Authorization": f"Bearer {mine}"})
+    assert r.status_code == 415
+    r = post(body, datetime=DEMO_UNTIL)
+    assert r.status_code == 202, r.text
+    where = r.headers["Location"]
+    import time
+    deadline = time.monotonic() + 60
+    while (job := httpx.get(where, headers={"Authorization": f"Bearer {mine}"}).json()
+           )["status"] in ("queued", "running"):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert job["status"] == "done" and job["matched"] == 1, job
+    assert job["progress"] == {"rows": 2, "total": 2}
+    # another token (or none) does not see it
+    assert httpx.get(where, headers={"Authorization": f"Bearer {other}"}).status_code == 404
+    assert httpx.get(where).status_code in (401, 404)
+    result = next(x["href"] for x in job["links"] if x["rel"] == "enclosure")
+    r = httpx.get(result, headers={"Authorization": f"Bearer {mine}"})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(r.content.decode("utf-8-sig").splitlines()))
+    assert rows[0]["geocode_fid"] == address and rows[0]["geocode_match"] == "yes"
+    assert rows[1]["geocode_match"] == "no"
+
+
+def test_the_ogc_process_answers_as_the_api(live, demo_url):
+    with psycopg.connect(demo_url) as c:
+        address, = c.execute("select fid from city.addresses order by fid limit 1").fetchone()
+    url = f"{live}/ogc/processes/geocode/execution"
+    one = httpx.post(url, json={"inputs": {"address": address, "limit": 2,
+                                           "datetime": DEMO_UNTIL}}, timeout=60)
+    assert one.status_code == 200, one.text
+    api = httpx.get(f"{live}/api/geocode", params={"q": address, "limit": 2,
+                                                   "datetime": DEMO_UNTIL}, timeout=30).json()
+    assert one.json()["features"] == api["features"] and api["features"][0]["id"] == address
+    many = httpx.post(url, json={"inputs": {"addresses": [address, "长江路5号"]}}, timeout=60)
+    assert many.status_code == 200 and len(many.json()["results"]) == 2
+    for bad in ({}, {"address": address, "addresses": [address]}, {"address": ""},
+                {"address": address, "limit": 0}, {"addresses": ["x"] * 1001}):
+        r = httpx.post(url, json={"inputs": bad}, timeout=60)
+        assert r.status_code == 400, (bad, r.text)

@@ -167,11 +167,14 @@ def test_csv_by_standard_address(tmp_path, conn):
     path = tmp_path / "lp.csv"
     path.write_text("credit_code,name,status,address\n"
                     f"{code},抚顺测试有限公司,active,抚顺市新抚区 永安1路3号\n"
-                    f"{make_uscc('9', '1', '210402', 'MA0ABCDF')},无地址公司,active,抚顺市不存在路1号\n")
+                    f"{make_uscc('9', '1', '210402', 'MA0ABCDF')},无地址公司,active,抚顺市不存在路1号\n"
+                    # as people write it: geocoded (gisplatform/geocode), not matched exactly
+                    f"{make_uscc('9', '1', '210402', 'MA0ABCDG')},另一公司,active,永安一路三号楼下\n")
     report = run_import(conn, LAYERS["legal-persons"], path)
-    assert report.result.inserted == 1
+    assert report.result.inserted == 2
     assert [r.number for r in report.rejected] == [2]
     assert "matches no standard address" in report.rejected[0].reason
+    assert "best candidates: 抚顺市新抚区永安1路" in report.rejected[0].reason
     g, cur = stored(conn, code, LAYERS["legal-persons"])
     assert (round(g.x, 6), round(g.y, 6), cur["check_ok"]) == (123.9, 41.87, True)
 

@@ -1,21 +1,36 @@
 """HTTP: `GET /api/geocode?q=…` (a GeoJSON FeatureCollection, best first) and
-`GET /api/reverse?lon=&lat=` (what is at a point), both with `datetime=`."""
+`GET /api/reverse?lon=&lat=` (what is at a point), both with `datetime=`; and batch
+geocoding as a job (api/jobs.py), for a token:
+
+    POST /api/geocode/batch?column=address&datetime=…   (body: text/csv, UTF-8 or GB18030)
+         -> 202, Location: /api/geocode/batch/{id}
+    GET  /api/geocode/batch/{id}              status, progress (rows), error
+    GET  /api/geocode/batch/{id}/result.csv   the CSV with the geocode_* columns (batch.py)
+"""
 
 from __future__ import annotations
 
+import csv
 import math
 from collections.abc import Callable
+from contextlib import asynccontextmanager
 from datetime import datetime
+from pathlib import Path
 
 import numpy as np
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import FileResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from gisplatform.api.jobs import Jobs, owned, times, unfinished
 from gisplatform.api.responses import errors
 from gisplatform.crs import CRSError, to_storage
+from gisplatform.db.connections import connect as connect_db
 from gisplatform.errors import problem
+from gisplatform.security import AuthError, current_principal, require
 from gisplatform.temporal import TemporalError, parse_request_instant
 
+from .batch import check_header, decode_csv, geocode_rows, write_csv
 from .geocoder import MAX_LIMIT, Candidate, Sources, geocode, reverse
 from .parse import AddressError, check_query
 
@@ -58,11 +73,31 @@ def feature(c: Candidate, public_url: str) -> dict:
             "properties": props}
 
 
-def geocode_router(sources: Callable[[], Sources], connect, public_url: str,
+BATCH_MAX_BYTES = 50 << 20
+BATCH_MAX_ROWS = 200_000
+
+
+def geocode_router(sources: Callable[[], Sources], connect, url: str, settings,
                    city_bbox: tuple[float, float, float, float]) -> APIRouter:
     """`sources()`: the layers read (as published now); `connect()`: a pooled connection
-    context manager; `city_bbox` (EPSG:4490): where a reverse-geocoded point may lie."""
-    router = APIRouter(prefix="/api", tags=["geocoding"], responses=errors(401, 403))
+    context manager (requests); `url`: the database, for batch jobs' own connections (a
+    job of minutes holds no pool connection); `city_bbox` (EPSG:4490): where a
+    reverse-geocoded point may lie."""
+    public_url = settings.public_url
+    jobs = Jobs(Path(settings.data_dir) / "geocode-jobs", settings.exports_ttl_hours, 1,
+                "geocode", expected=(AddressError,))
+    base = f"{public_url}/api/geocode/batch"
+
+    @asynccontextmanager
+    async def lifespan(app):
+        await run_in_threadpool(jobs.sweep)
+        try:
+            yield
+        finally:
+            jobs.close()
+
+    router = APIRouter(prefix="/api", tags=["geocoding"], responses=errors(401, 403),
+                       lifespan=lifespan)
 
     @router.get("/geocode", responses=errors(400))
     async def geocode_(q: str = Query("", description="an address, a place or an area"),
@@ -122,4 +157,85 @@ def geocode_router(sources: Callable[[], Sources], connect, public_url: str,
             out["address"] = feature(out["address"], public_url)
         return {"lon": x, "lat": y, "datetime": at.isoformat(), **out}
 
+    @router.post("/geocode/batch", status_code=202, openapi_extra={"requestBody": {
+        "required": True, "content": {"text/csv": {"schema": {"type": "string"}}}}},
+        responses={202: {"description": "Accepted: the job; Location names it."},
+                   **errors(400), 413: {"description": "Over 50 MB or 200 000 rows."}})
+    async def batch(request: Request, column: str = Query("address", description="the "
+                                                           "address column"),
+                    datetime: str | None = Query(None, description="instant or date; "
+                                                 "default now")):
+        """Geocode a CSV (a job for a token): each row's best candidate, score and level."""
+        principal = current_principal.get()
+        if principal.anonymous:
+            raise AuthError("batch geocoding needs a token (Authorization: Bearer …): a job "
+                            "belongs to the token that asked for it")
+        src = sources()
+        require(principal, src.addresses.layer, src.addresses.sharing)
+        if (request.headers.get("content-type") or "").split(";")[0].strip() != "text/csv":
+            return problem(415, "send the CSV as text/csv (UTF-8 or GB18030)")
+        length = request.headers.get("content-length")
+        if length is None:
+            return problem(411, "Content-Length is required (a CSV up to 50 MB)",
+                           code="LengthRequired")
+        if not length.isdigit() or int(length) > BATCH_MAX_BYTES:
+            return problem(413, "the CSV is over 50 MB")
+        body = await request.body()
+        try:
+            at = instant(datetime)
+            header, rows = decode_csv(body)
+        except AddressError as e:
+            return problem(400, str(e))
+        except csv.Error as e:
+            return problem(400, f"not a CSV: {e}")
+        why = check_header(header, column)
+        if why:
+            return problem(400, why)
+        if len(rows) > BATCH_MAX_ROWS:
+            return problem(413, f"{len(rows)} rows: at most {BATCH_MAX_ROWS} per job")
+        job = await run_in_threadpool(jobs.new, principal, {
+            "column": column, "datetime": at.isoformat(), "total": len(rows), "matched": None})
+
+        def work(job: dict, progress) -> None:
+            with connect_db(url, "gisplatform-geocode-batch", autocommit=True) as conn:
+                job["matched"] = write_csv(
+                    jobs.dir / job["id"] / "result.csv", header,
+                    geocode_rows(conn, src, rows, column, at, principal),
+                    lambda n: progress(n, len(rows)))
+            job["rows"] = len(rows)
+        jobs.start(job, work)
+        return JSONResponse(status_code=202, content=_batch_view(job, base),
+                            headers={"Location": f"{base}/{job['id']}"})
+
+    @router.get("/geocode/batch/{job_id}", responses={200: {"description": "The job."},
+                                                      **errors(404)})
+    async def batch_status(job_id: str):
+        """A batch job's status and progress (its owner's token only)."""
+        job = await owned(jobs, job_id, "geocoding")
+        return _batch_view(job, base) if isinstance(job, dict) else job
+
+    @router.get("/geocode/batch/{job_id}/result.csv", response_class=FileResponse, responses={
+        200: {"description": "The CSV.", "content": {"text/csv": {}}}, **errors(404),
+        409: {"description": "The job has not finished, or failed."}})
+    async def batch_result(job_id: str):
+        """The geocoded CSV, once the job is done (its owner's token only)."""
+        job = await owned(jobs, job_id, "geocoding")
+        if not isinstance(job, dict):
+            return job
+        if (refusal := unfinished(job, "job")) is not None:
+            return refusal
+        return FileResponse(jobs.dir / job["id"] / "result.csv",
+                            media_type="text/csv; charset=utf-8", filename="geocoded.csv",
+                            headers={"Cache-Control": "private, no-store"})
+
     return router
+
+
+def _batch_view(job: dict, base: str) -> dict:
+    out = {k: job.get(k) for k in ("id", "status", "column", "datetime", "matched", "error")}
+    out.update(times(job), progress={"rows": job["rows"], "total": job["total"]})
+    out["links"] = [{"rel": "self", "type": "application/json", "href": f"{base}/{job['id']}"}]
+    if job["status"] == "done":
+        out["links"].append({"rel": "enclosure", "type": "text/csv",
+                             "href": f"{base}/{job['id']}/result.csv"})
+    return out

@@ -281,4 +281,68 @@ class StatsTimeseries(BaseProcessor):
             raise ProcessorExecuteError(user_msg=str(e)) from None
 
 
-PROCESSES = (PopulationInPolygon, CamerasCovering, CaseHotspots, LegalPersonsNear, StatsTimeseries)
+class Geocode(BaseProcessor):
+    """Geocoding (gisplatform/geocode) as a process: one address, or up to MAX_ADDRESSES,
+    each answered as /api/geocode answers it. The layers read and the platform's public URL
+    come in the processor definition (`sources`, `public_url`), from the composition root."""
+    ID = "geocode"
+    MAX_ADDRESSES = 1000
+
+    def __init__(self, processor_def):
+        from gisplatform.geocode import Source, Sources
+
+        super().__init__(processor_def, _meta(
+            self.ID, "Geocode Chinese addresses (地名地址匹配)",
+            "Ranked candidates for each address as written (Chinese numerals, full-width "
+            "characters, missing city or district, noise such as 楼下 or 附近, typos): score "
+            "0–1 (≥ 0.8 a match), level, standard address, point, division and grid cell "
+            "codes. The same answer as GET /api/geocode, for one address or a list.",
+            {"address": {"title": "address", "description": "one address",
+                         "schema": {"type": "string", "maxLength": 200},
+                         "minOccurs": 0, "maxOccurs": 1},
+             "addresses": {"title": "addresses", "description": f"up to {self.MAX_ADDRESSES}",
+                           "schema": {"type": "array", "items": {"type": "string"},
+                                      "maxItems": self.MAX_ADDRESSES},
+                           "minOccurs": 0, "maxOccurs": 1},
+             "limit": {"title": "limit", "description": "candidates per address (1..50)",
+                       "schema": {"type": "integer", "minimum": 1, "maximum": 50, "default": 5},
+                       "minOccurs": 0, "maxOccurs": 1},
+             "datetime": {"title": "datetime", "description": "geocode against the city at "
+                          "this instant (default now)", "schema": {"type": "string"},
+                          "minOccurs": 0, "maxOccurs": 1}}, JSON_OUT,
+            {"address": "新抚区榆林一路三十九号楼下", "limit": 3}))
+        d = processor_def["sources"]
+        self.sources = Sources(**{k: Source(**v) if v else None for k, v in d.items()})
+        self.public_url = processor_def.get("public_url", "")
+
+    def authorize(self, inputs: dict) -> None:
+        require(current_principal.get(), self.sources.addresses.layer,
+                self.sources.addresses.sharing)
+
+    def execute(self, data, outputs=None):
+        from gisplatform.geocode import AddressError, check_query, geocode
+        from gisplatform.geocode.routes import feature, instant
+
+        one, many = data.get("address"), data.get("addresses")
+        limit = data.get("limit", 5)
+        try:
+            if (one is None) == (many is None):
+                raise AddressError("give address (one) or addresses (a list)")
+            texts = [one] if many is None else many
+            if not isinstance(texts, list) or len(texts) > self.MAX_ADDRESSES:
+                raise AddressError(f"addresses: a list of at most {self.MAX_ADDRESSES}")
+            texts = [check_query(t) for t in texts]
+            if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 50:
+                raise AddressError("limit: an integer 1..50")
+            at = instant(data.get("datetime"))
+            with catalog.pool().connection() as conn:
+                answers = [{"type": "FeatureCollection", "query": t, "datetime": at.isoformat(),
+                            "features": [feature(c, self.public_url) for c in geocode(
+                                conn, self.sources, t, at, limit)]} for t in texts]
+        except AddressError as e:
+            raise ProcessorExecuteError(user_msg=str(e)) from None
+        return "application/json", answers[0] if many is None else {"results": answers}
+
+
+PROCESSES = (PopulationInPolygon, CamerasCovering, CaseHotspots, LegalPersonsNear, StatsTimeseries,
+             Geocode)
