@@ -22,6 +22,7 @@ from tiles.service import TileService
 from . import __version__, wiring
 from .api.platform import platform_router, runtime_gauges
 from .api.search import search_router
+from .cases.routes import cases_router
 from .changefeed import WebhookDeliverer, changes_router
 from .config import Settings, get_settings
 from .db.connections import make_pool, make_sync_pool
@@ -151,6 +152,9 @@ def create_app(settings: Settings | None = None, db_url: str | None = None) -> F
     layers = served.layers
     app.include_router(search_router(served.searchables, ogc_pool.connection,
                                      settings.public_url))
+    # the case workflow of digital city management (数字城管)
+    app.include_router(cases_router(wiring.case_setup, layers["cases"].sharing,
+                                    ogc_pool.connection, settings.public_url))
     # geocoding and reverse geocoding of Chinese addresses, at any instant
     app.include_router(geocode_router(wiring.geocode_sources, ogc_pool.connection, url,
                                       settings, wiring.city_bbox()))

@@ -241,6 +241,31 @@ def geocode_sources():
                    source("buildings"), source("responsibility-zones"), source("place-names"))
 
 
+def case_setup():
+    """What the case workflow (gisplatform/cases) needs of the layers: the cases layer and
+    its checks, the polygons that place a case, and the geocoder for a report given by
+    address (a match at house-number level or finer, else a 400 with the candidates)."""
+    from .cases import CaseSetup, WorkflowError
+    from .geocode import MATCH, AddressError, check_query, geocode
+    from .security import ANONYMOUS
+
+    cases = layers()["cases"]
+
+    def locate(conn, address: str, at):
+        try:
+            found = geocode(conn, geocode_sources(), check_query(address), at, 3, ANONYMOUS)
+        except AddressError as e:
+            raise WorkflowError(f"address: {str(e).removeprefix('q: ')}") from None
+        best = found[0] if found else None
+        if best is None or best.score < MATCH or best.level not in ("number", "building",
+                                                                      "unit"):
+            near = "; ".join(f"{c.address} ({c.score:.2f})" for c in found) or "none"
+            raise WorkflowError(f"address {address!r} matches no standard address; "
+                                f"candidates: {near}")
+        return best.lon, best.lat
+    return CaseSetup(cases.name, cases.spec, cases.validate, "grid-cells", "admin-areas", locate)
+
+
 def row_checker(layer):
     """OGC transactions check a feature exactly as `gisplatform import` checks a row."""
     from layers.importer import Mapping as ImportMapping

@@ -44,6 +44,8 @@ from .principals import (
     READ_PERSONAL,
     SHARING_CLASSES,
     UNCONDITIONAL,
+    WORKFLOW_ROLES,
+    WORKFLOW_TARGET,
     WRITE,
     Access,
     AccessDenied,
@@ -58,6 +60,7 @@ from .principals import (
     personal_masks,
     require,
     require_publish,
+    require_role,
 )
 from .pseudonyms import PseudonymKeyMissing, pseudonym, read_pseudonym_key
 from .tokens import (
@@ -75,11 +78,12 @@ from .tokens import (
 __all__ = [
     "ANALYST_ROLE", "ANONYMOUS", "Access", "AccessDenied", "AuthError", "CONDITIONAL",
     "EXPORT_ACTION", "LEVELS", "MASK_KINDS", "MASK_SQL", "MaskedFieldInput", "NOT_SHARED", "NO_ACCESS", "PUBLISH", "PUBLISH_TARGET", "Principal", "READ",
-    "READ_PERSONAL", "READ_PERSONAL_ACTION", "SHARING_CLASSES", "UNCONDITIONAL", "WRITE",
+    "READ_PERSONAL", "READ_PERSONAL_ACTION", "SHARING_CLASSES", "UNCONDITIONAL", "WORKFLOW_ROLES",
+    "WORKFLOW_TARGET", "WRITE",
     "WRITE_ACTION", "access", "audit", "check_inputs", "check_mask_kind", "create_analyst_user", "create_token",
     "current_principal", "hash_secret", "list_departments", "list_tokens", "mask_date",
     "mask_name", "mask_phone", "mask_resident_id", "mask_row", "mask_sql", "mask_value",
     "masked_fields", "parse_grant", "presented_secret", "PseudonymKeyMissing", "pseudonym", "read_pseudonym_key",
-    "require", "require_publish", "SMALL_COUNT",
+    "require", "require_publish", "require_role", "SMALL_COUNT",
     "personal_masks", "principal_for_token", "principal_for_token_async", "revoke_token",
 ]

@@ -23,6 +23,7 @@ from .masking import check_mask_kind, mask_value
 
 __all__ = [
     "READ", "READ_PERSONAL", "WRITE", "LEVELS", "PUBLISH", "PUBLISH_TARGET", "require_publish",
+    "WORKFLOW_TARGET", "WORKFLOW_ROLES", "require_role",
     "UNCONDITIONAL", "CONDITIONAL", "NOT_SHARED", "SHARING_CLASSES",
     "Principal", "ANONYMOUS", "current_principal", "Access", "NO_ACCESS", "access",
     "mask_row", "personal_masks", "AuthError", "AccessDenied",
@@ -34,6 +35,10 @@ LEVELS = (READ, READ_PERSONAL, WRITE)
 # Publishing new layers (POST /api/layers) for the token's department: the grant
 # `layers:publish`, on no layer ("layers" is no layer's name), so it reads nothing.
 PUBLISH, PUBLISH_TARGET = "publish", "layers"
+# The case workflow's roles (gisplatform/cases): grants on the cases layer, beside its read
+# and write levels (migration 0022)
+WORKFLOW_TARGET = "cases"
+WORKFLOW_ROLES = ("accept", "dispatch", "handle", "verify", "close", "manage")
 
 # Government data-sharing classes (国发〔2016〕51号), which layers declare.
 UNCONDITIONAL, CONDITIONAL, NOT_SHARED = "unconditional", "conditional", "not_shared"
@@ -137,6 +142,16 @@ def require_publish(principal: Principal, department: str) -> None:
     if department != principal.department:
         raise AccessDenied(f"your token publishes for {principal.department}, "
                            f"not for {department}")
+
+
+def require_role(principal: Principal, layer: str, role: str) -> None:
+    """A workflow step needs its role, a grant on the layer (`cases:dispatch` …); else
+    AuthError (401) or AccessDenied (403)."""
+    if principal.anonymous:
+        raise AuthError(f"this step needs a token with the {layer}:{role} grant "
+                        "(Authorization: Bearer …)")
+    if role not in principal.levels(layer):
+        raise AccessDenied(f"your token has no {layer}:{role} grant")
 
 
 def masked_fields(personal: Mapping[str, str | None], access: Access) -> frozenset[str]:

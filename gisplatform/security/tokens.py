@@ -17,7 +17,15 @@ import secrets
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from .principals import LEVELS, PUBLISH, PUBLISH_TARGET, AuthError, Principal
+from .principals import (
+    LEVELS,
+    PUBLISH,
+    PUBLISH_TARGET,
+    WORKFLOW_ROLES,
+    WORKFLOW_TARGET,
+    AuthError,
+    Principal,
+)
 
 if TYPE_CHECKING:  # psycopg is only needed by callers that pass a connection
     import psycopg
@@ -49,9 +57,12 @@ def check_grant(layer: str, level: str) -> tuple[str, str]:
         raise ValueError(f"layer {layer!r} is not a layer name (lowercase letters, digits, '-')")
     if (layer, level) == (PUBLISH_TARGET, PUBLISH):
         return layer, level
+    if layer == WORKFLOW_TARGET and level in WORKFLOW_ROLES:
+        return layer, level
     if level not in LEVELS:
         raise ValueError(f"level {level!r} is not one of {', '.join(LEVELS)}"
-                         f" (or the grant {PUBLISH_TARGET}:{PUBLISH})")
+                         f" (or the grant {PUBLISH_TARGET}:{PUBLISH}, or a workflow role"
+                         f" {WORKFLOW_TARGET}:{'|'.join(WORKFLOW_ROLES)})")
     return layer, level
 
 

@@ -2,6 +2,7 @@
 
 from datetime import timedelta
 
+from gisplatform.cases.workflow import STATUSES
 from gisplatform.temporal import Attribute as A
 from gisplatform.temporal import LayerSpec
 
@@ -48,7 +49,7 @@ def _check_case(p: dict) -> list[str]:
     classes = COMPONENT_CLASSES if p["kind"] == "component" else EVENT_CLASSES
     check_choice(p, "big_class", set(classes), required=True)
     check_choice(p, "source", SOURCES, required=True)
-    check_choice(p, "status", set(STEPS), required=True)
+    check_choice(p, "status", set(STATUSES), required=True)  # the workflow's (gisplatform/cases)
     if p.get("grid_code") is not None:
         p["grid_code"] = validate_grid_code(str(p["grid_code"]))
     for a, b in (("reported_at", "dispatched_at"), ("dispatched_at", "handled_at"),
@@ -89,7 +90,7 @@ CASES = Layer(
         A("small_class", "text"),
         A("description", "text"),
         A("source", "text", True, description=", ".join(sorted(SOURCES))),
-        A("status", "text", True, description=" → ".join(STEPS)),
+        A("status", "text", True, description=" → ".join(STEPS) + "; rejected, suspended"),
         A("grid_code", "text"),
         A("division_code", "text"),
         A("department", "text", description="handling department"),

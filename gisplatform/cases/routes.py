@@ -1,0 +1,107 @@
+"""HTTP: the case workflow (service.py).
+
+    POST /api/cases                        report (a GeoJSON Feature) → 201 + Location
+    POST /api/cases/{case_number}/steps    {"action", "department"?, "result"?, "note"?}
+    GET  /api/cases/{case_number}          the case, its deadline, overdue and timeline
+    GET  /api/cases/limits                 the time limits in effect
+    GET  /api/tasks                        the caller department's inbox
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from gisplatform.api.responses import errors
+from gisplatform.errors import problem
+from gisplatform.security import current_principal, require
+
+from .limits import limits
+from .service import CaseSetup, get, report, take_step, tasks
+from .workflow import Conflict, Step, WorkflowError
+
+STEP_FIELDS = {"action", "department", "result", "note", "reason"}
+
+
+def cases_router(setup: Callable[[], CaseSetup], sharing: str, connect,
+                 public_url: str) -> APIRouter:
+    """`setup()`: the workflow's layers (wiring.py); `sharing`: the cases layer's class;
+    `connect()`: a pooled connection context manager."""
+    router = APIRouter(prefix="/api", tags=["city management"], responses=errors(401, 403))
+    base = f"{public_url}/api/cases"
+
+    async def body_json(request: Request):
+        try:
+            return json.loads(await request.body() or b"null")
+        except ValueError:
+            return None
+
+    def answer(fn, *args, status: int = 200, headers=None):
+        async def run():
+            def work():
+                with connect() as conn:
+                    return fn(conn, *args)
+            try:
+                out = await run_in_threadpool(work)
+            except Conflict as e:
+                return JSONResponse(status_code=409, content={
+                    "code": "Conflict", "description": str(e), "allowed": e.allowed})
+            except WorkflowError as e:
+                return problem(400, str(e))
+            except LookupError as e:
+                return problem(404, str(e).strip("'\""))
+            return JSONResponse(status_code=status, content=out,
+                                headers=headers(out) if headers else None)
+        return run()
+
+    @router.post("/cases", status_code=201, responses={
+        201: {"description": "The case reported; Location names it."}, **errors(400)})
+    async def report_(request: Request):
+        """Report a case: a GeoJSON Feature (a CRS84 Point, or null geometry with
+        properties.address) with kind, big_class, small_class, description, source."""
+        feature = await body_json(request)
+        principal = current_principal.get()
+        return await answer(lambda conn: report(conn, setup(), feature, principal), status=201,
+                            headers=lambda out: {"Location": f"{base}/{out['id']}"})
+
+    @router.get("/cases/limits", responses={200: {"description": "The limits in effect."}})
+    async def limits_():
+        """The time limits in effect (per kind and big class, hours from dispatch)."""
+        require(current_principal.get(), setup().layer, sharing)
+        return await answer(lambda conn: {"limits": limits(conn)})
+
+    @router.post("/cases/{case_number}/steps", responses={
+        200: {"description": "The case as it now stands."}, **errors(400, 404, 409)})
+    async def step_(case_number: str, request: Request):
+        """Take a step: register, reject, dispatch, handle, verify, close, suspend, resume."""
+        body = await body_json(request)
+        principal = current_principal.get()
+        if not isinstance(body, dict):
+            return problem(400, "the body is a JSON object {action, …}")
+        unknown = set(body) - STEP_FIELDS
+        if unknown:
+            return problem(400, f"unknown fields {sorted(unknown)}")
+        if not all(isinstance(body.get(k), (str, type(None))) for k in STEP_FIELDS):
+            return problem(400, f"{', '.join(sorted(STEP_FIELDS))}: strings")
+        step = Step(body.get("action") or "", body.get("department"), body.get("result"),
+                    body.get("note") or body.get("reason"))
+        return await answer(lambda conn: take_step(conn, setup(), case_number, step, principal))
+
+    @router.get("/cases/{case_number}", responses={200: {"description": "The case."},
+                                                   **errors(404)})
+    async def case_(case_number: str):
+        """The case with its status, deadline, overdue flag and timeline."""
+        require(current_principal.get(), setup().layer, sharing)
+        return await answer(lambda conn: get(conn, setup(), case_number))
+
+    @router.get("/tasks", responses={200: {"description": "The inbox."}})
+    async def tasks_():
+        """The caller department's open dispatched cases, overdue first, then by deadline."""
+        principal = current_principal.get()
+        return await answer(lambda conn: {"cases": tasks(conn, setup(), principal)})
+
+    return router

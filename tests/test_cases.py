@@ -1,0 +1,246 @@
+"""The case workflow (gisplatform/cases): the lifecycle through HTTP for each role, every
+illegal transition refused with nothing written, departments, concurrent steps, deadlines
+across a time-limit change and a suspension, locating a report by its address."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import psycopg
+import pytest
+import shapely
+from conftest import fresh_database, serving
+
+from gisplatform import wiring
+from gisplatform.cases import Conflict, Step, WorkflowError, get, report, set_limit, take_step
+from gisplatform.cases.workflow import ACTIONS, FROM, STATUSES
+from gisplatform.security import AccessDenied, AuthError, Principal, create_token
+from gisplatform.temporal import Feature, TemporalStore
+from layers import LAYERS
+
+BOX = shapely.box(123.90, 41.86, 123.94, 41.88)
+INSIDE = [123.91, 41.87]
+T0 = "2015-01-01T00:00:00+08:00"
+ALL_ROLES = frozenset({"accept", "dispatch", "handle", "verify", "close", "manage"})
+
+
+@pytest.fixture(scope="module")
+def url(pg):
+    """A small city of our own: a district, a grid cell, an address."""
+    url = fresh_database(pg, "cases_workflow")
+    with psycopg.connect(url, autocommit=True) as c:
+        TemporalStore(LAYERS["admin-areas"].spec).insert(c, [Feature(
+            "210402", shapely.MultiPolygon([BOX]),
+            {"code": "210402", "name": "新抚区", "level": "district"})], T0)
+        TemporalStore(LAYERS["grid-cells"].spec).insert(c, [Feature(
+            "210402001001001", shapely.MultiPolygon([BOX]), {"grid_code": "210402001001001"})], T0)
+        TemporalStore(LAYERS["addresses"].spec).insert(c, [Feature(
+            "抚顺市新抚区榆林1路39号", shapely.Point(123.925, 41.875),
+            {"address": "抚顺市新抚区榆林1路39号", "division_code": "210402",
+             "street_name": "榆林1路", "house_number": "39号"})], T0)
+    return url
+
+
+def setup():
+    return wiring.case_setup()
+
+
+def who(department: str, *roles: str) -> Principal:
+    return Principal(token_id=1, department=department,
+                     grants={"cases": frozenset(roles)})
+
+
+BOSS = who("chengguan", *ALL_ROLES)
+WORKER = who("zhujian", "handle")
+
+
+def new_case(conn, big="01") -> str:
+    return report(conn, setup(), {"type": "Feature", "geometry": {
+        "type": "Point", "coordinates": INSIDE}, "properties": {
+        "kind": "event", "big_class": big, "source": "patrol", "description": "井盖缺失"}},
+        BOSS)["id"]
+
+
+def drive(conn, number: str, *steps: Step) -> dict:
+    out = None
+    for s in steps:
+        out = take_step(conn, setup(), number, s, WORKER if s.action == "handle" else BOSS)
+    return out
+
+
+TO = {  # a way to each state
+    "reported": (),
+    "registered": (Step("register"),),
+    "rejected": (Step("reject", note="重复上报"),),
+    "dispatched": (Step("register"), Step("dispatch", "zhujian")),
+    "suspended": (Step("register"), Step("dispatch", "zhujian"), Step("suspend", note="等待审批")),
+    "handled": (Step("register"), Step("dispatch", "zhujian"), Step("handle", note="已修复")),
+    "verified": (Step("register"), Step("dispatch", "zhujian"), Step("handle"),
+                 Step("verify", result="pass")),
+    "closed": (Step("register"), Step("dispatch", "zhujian"), Step("handle"),
+               Step("verify", result="pass"), Step("close")),
+}
+ARGS = {"reject": Step("reject", note="x"), "dispatch": Step("dispatch", "zhujian"),
+        "verify": Step("verify", result="pass"), "suspend": Step("suspend", note="x")}
+
+
+def written(conn, number: str) -> tuple[int, int]:
+    return (conn.execute("select count(*) from city.cases_version where fid = %s",
+                         (number,)).fetchone()[0],
+            conn.execute("select count(*) from city.case_steps where case_number = %s",
+                         (number,)).fetchone()[0])
+
+
+@pytest.mark.parametrize("state", STATUSES)
+def test_every_illegal_transition_is_a_conflict_and_writes_nothing(url, state):
+    assert set(TO) == set(STATUSES)
+    with psycopg.connect(url, autocommit=True) as c:
+        for action in ACTIONS:
+            if state in FROM[action]:
+                continue
+            number = new_case(c)
+            drive(c, number, *TO[state])
+            assert get(c, setup(), number)["properties"]["status"] == state
+            before = written(c, number)
+            with pytest.raises(Conflict) as e:
+                take_step(c, setup(), number, ARGS.get(action, Step(action)), BOSS)
+            assert e.value.allowed == [a for a in ACTIONS if state in FROM[a]], action
+            assert written(c, number) == before
+
+
+def test_roles_and_the_handling_department(url):
+    with psycopg.connect(url, autocommit=True) as c:
+        number = new_case(c)
+        with pytest.raises(AuthError):
+            take_step(c, setup(), number, Step("register"), Principal())
+        with pytest.raises(AccessDenied):  # a handler does not register
+            take_step(c, setup(), number, Step("register"), WORKER)
+        drive(c, number, Step("register"), Step("dispatch", "zhujian"))
+        with pytest.raises(AccessDenied):  # another department's handler
+            take_step(c, setup(), number, Step("handle"), who("gongan", "handle"))
+        with pytest.raises(WorkflowError, match="unknown department"):
+            drive(c, new_case(c), Step("register"), Step("dispatch", "nobody"))
+        with pytest.raises(AuthError):
+            new = {"type": "Feature", "geometry": {"type": "Point", "coordinates": INSIDE},
+                   "properties": {"kind": "event", "big_class": "01", "source": "patrol"}}
+            report(c, setup(), new, Principal())
+
+
+def test_two_dispatches_at_once_one_wins(url):
+    with psycopg.connect(url, autocommit=True) as c:
+        number = new_case(c)
+        drive(c, number, Step("register"))
+    results = []
+
+    def dispatch():
+        with psycopg.connect(url, autocommit=True) as c:
+            try:
+                take_step(c, setup(), number, Step("dispatch", "zhujian"), BOSS)
+                results.append("ok")
+            except Conflict:
+                results.append("conflict")
+    threads = [threading.Thread(target=dispatch) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == ["conflict", "ok"]
+    with psycopg.connect(url) as c:
+        assert [s["step"] for s in get(c, setup(), number)["properties"]["steps"]] == [
+            "reported", "registered", "dispatched"]
+
+
+def test_deadlines_follow_the_limit_in_effect_and_stop_while_suspended(url):
+    with psycopg.connect(url, autocommit=True) as c:
+        before = drive(c, new_case(c, "05"), Step("register"), Step("dispatch", "zhujian"))
+        p = before["properties"]
+        hours = (datetime.fromisoformat(p["deadline"])
+                 - datetime.fromisoformat(p["dispatched_at"])) / timedelta(hours=1)
+        assert hours == pytest.approx(4)  # event 05: 4 h (migration 0022)
+        set_limit(c, "event", "05", 10, datetime.now(UTC), "test")
+        after = drive(c, new_case(c, "05"), Step("register"), Step("dispatch", "zhujian"))
+        q = after["properties"]
+        assert (datetime.fromisoformat(q["deadline"]) - datetime.fromisoformat(
+            q["dispatched_at"])) / timedelta(hours=1) == pytest.approx(10)
+        # the earlier case keeps its deadline
+        assert get(c, setup(), before["id"])["properties"]["deadline"] == p["deadline"]
+        # suspended: the clock stops
+        s = take_step(c, setup(), before["id"], Step("suspend", note="等待"), BOSS)
+        r = take_step(c, setup(), before["id"], Step("resume"), BOSS)
+        at = {x["step"]: datetime.fromisoformat(x["at"]) for x in r["properties"]["steps"]}
+        assert s["properties"]["status"] == "suspended"
+        assert r["properties"]["status"] == "dispatched"
+        moved = datetime.fromisoformat(r["properties"]["deadline"]) - datetime.fromisoformat(
+            p["deadline"])
+        assert moved == at["resumed"] - at["suspended"] > timedelta(0)
+
+
+def test_the_lifecycle_over_http_for_each_role(url, tmp_path):
+    with psycopg.connect(url, autocommit=True) as c:
+        tokens = {role: create_token(c, "chengguan", [("cases", role)])[1]
+                  for role in ("accept", "dispatch", "verify", "close")}
+        tokens["handle"] = create_token(c, "zhujian", [("cases", "handle")])[1]
+        tokens["other"] = create_token(c, "gongan", [("cases", "handle")])[1]
+    with serving(url, tmp_path) as base:
+        def call(method, path, role=None, **kw):
+            headers = {"Authorization": f"Bearer {tokens[role]}"} if role else {}
+            return httpx.request(method, f"{base}{path}", headers=headers, timeout=30, **kw)
+
+        feature = {"type": "Feature", "geometry": None, "properties": {
+            "kind": "event", "big_class": "01", "source": "hotline_12345",
+            "description": "路灯不亮", "address": "新抚区榆林一路三十九号楼下"}}
+        assert call("POST", "/api/cases", json=feature).status_code == 401
+        r = call("POST", "/api/cases", "accept", json=feature)
+        assert r.status_code == 201, r.text
+        case = r.json()
+        number = case["id"]
+        assert r.headers["Location"].endswith(f"/api/cases/{number}")
+        assert case["properties"]["status"] == "reported"
+        assert case["properties"]["grid_code"] == "210402001001001"
+        assert case["geometry"]["coordinates"] == [123.925, 41.875]  # geocoded
+        for bad in ({**feature, "properties": {**feature["properties"], "status": "closed"}},
+                    {**feature, "geometry": {"type": "Point", "coordinates": [10, 10]}},
+                    {**feature, "properties": {**feature["properties"], "address": "不存在路1号"}},
+                    {**feature, "properties": {**feature["properties"], "big_class": "99"}},
+                    [1, 2], "x"):
+            r = call("POST", "/api/cases", "accept", json=bad)
+            assert r.status_code == 400, (bad, r.text)
+
+        def step(role, **body):
+            return call("POST", f"/api/cases/{number}/steps", role, json=body)
+        assert step("accept", action="register").status_code == 200
+        r = step("accept", action="dispatch", department="zhujian")
+        assert r.status_code == 403  # accept does not dispatch
+        assert step("dispatch", action="dispatch", department="zhujian").status_code == 200
+        inbox = call("GET", "/api/tasks", "handle").json()["cases"]
+        assert number in [x["id"] for x in inbox]  # with the other tests' open cases
+        assert {x["properties"]["status"] for x in inbox} == {"dispatched"}
+        assert len({x["properties"]["department"] for x in inbox}) == 1
+        order = [(not x["properties"]["overdue"], x["properties"]["deadline"]) for x in inbox]
+        assert order == sorted(order)  # overdue first, then by deadline
+        assert call("GET", "/api/tasks", "other").json()["cases"] == []
+        assert step("other", action="handle").status_code == 403
+        assert step("handle", action="handle", note="已更换灯泡").status_code == 200
+        r = step("verify", action="verify", result="rework", note="仍不亮")
+        assert r.status_code == 200 and r.json()["properties"]["status"] == "dispatched"
+        assert r.json()["properties"]["rework_count"] == 1
+        assert step("handle", action="handle").status_code == 200
+        assert step("verify", action="verify", result="pass").status_code == 200
+        assert step("close", action="register").status_code == 403  # the role, first
+        r = step("accept", action="register")  # the role, but not from this state
+        assert r.status_code == 409 and r.json()["allowed"] == ["close"]
+        r = step("close", action="close")
+        assert r.status_code == 200 and r.json()["properties"]["status"] == "closed"
+        got = call("GET", f"/api/cases/{number}").json()  # anonymous: an unconditional layer
+        assert [s["step"] for s in got["properties"]["steps"]] == [
+            "reported", "registered", "dispatched", "handled", "reworked", "handled",
+            "verified", "closed"]
+        assert got["properties"]["overdue"] is False
+        assert call("GET", "/api/cases/FS000").status_code == 404
+        assert step("close", action="fly").status_code == 400
+        # every step a version: the history collection has them all
+        hist = call("GET", "/ogc/collections/cases-history/items",
+                    params={"case_number": number, "limit": 50}).json()
+        assert len(hist["features"]) >= 8
