@@ -17,7 +17,7 @@ from gisplatform import wiring
 from gisplatform.cases import Conflict, Step, WorkflowError, get, report, set_limit, take_step
 from gisplatform.cases.workflow import ACTIONS, FROM, STATUSES
 from gisplatform.security import AccessDenied, AuthError, Principal, create_token
-from gisplatform.temporal import Feature, TemporalStore
+from gisplatform.temporal import BEIJING_TIME, Feature, TemporalStore
 from layers import LAYERS
 
 BOX = shapely.box(123.90, 41.86, 123.94, 41.88)
@@ -244,3 +244,73 @@ def test_the_lifecycle_over_http_for_each_role(url, tmp_path):
         hist = call("GET", "/ogc/collections/cases-history/items",
                     params={"case_number": number, "limit": 50}).json()
         assert len(hist["features"]) >= 8
+
+
+def test_limits_are_set_over_http_by_a_manager(url, tmp_path):
+    with psycopg.connect(url, autocommit=True) as c:
+        manager = create_token(c, "chengguan", [("cases", "manage")])[1]
+        dispatcher = create_token(c, "chengguan", [("cases", "dispatch")])[1]
+    with serving(url, tmp_path) as base:
+        put = {"limits": [{"kind": "component", "big_class": "02", "hours": 36}]}
+        r = httpx.put(f"{base}/api/cases/limits", json=put,
+                      headers={"Authorization": f"Bearer {dispatcher}"}, timeout=30)
+        assert r.status_code == 403
+        for bad in ({"limits": []}, {"limits": [{"kind": "x", "big_class": "02", "hours": 1}]},
+                    {"limits": [{"kind": "event", "big_class": "02", "hours": -1}]},
+                    {**put, "effective": "later"}, [1]):
+            r = httpx.put(f"{base}/api/cases/limits", json=bad,
+                          headers={"Authorization": f"Bearer {manager}"}, timeout=30)
+            assert r.status_code == 400, (bad, r.text)
+        r = httpx.put(f"{base}/api/cases/limits", json=put,
+                      headers={"Authorization": f"Bearer {manager}"}, timeout=30)
+        assert r.status_code == 200, r.text
+        now = {(x["kind"], x["big_class"]): x["hours"]
+               for x in httpx.get(f"{base}/api/cases/limits", timeout=30).json()["limits"]}
+        assert now[("component", "02")] == 36 and now[("event", "01")] == 4
+    with psycopg.connect(url) as c:  # the earlier limit stays on record
+        assert c.execute("select array_agg(hours order by effective) from city.case_time_limits"
+                         " where kind = 'component' and big_class = '02'").fetchone()[0] == [48, 36]
+
+
+def test_evaluation_of_cases_driven_through_the_workflow(url):
+    """/api/stats/evaluation (by department) equals the figures counted by hand for cases
+    that went through the workflow: on time, reworked, late, and one not yet due."""
+    import time
+
+    from gisplatform.stats import StatsCity, compute, make_query
+
+    handler = who("ziran", "handle")
+
+    def run(number, *steps):
+        for s in steps:
+            take_step(c, setup(), number, s, handler if s.action == "handle" else BOSS)
+
+    with psycopg.connect(url, autocommit=True) as c:
+        set_limit(c, "event", "06", 1 / 3600, datetime.now(UTC), "test")  # 1 s
+        full = (Step("register"), Step("dispatch", "ziran"), Step("handle"),
+                Step("verify", result="pass"), Step("close"))
+        on_time = new_case(c)
+        run(on_time, *full)
+        reworked = new_case(c)
+        run(reworked, Step("register"), Step("dispatch", "ziran"), Step("handle"),
+            Step("verify", result="rework"), Step("handle"), Step("verify", result="pass"),
+            Step("close"))
+        late = new_case(c, "06")
+        run(late, Step("register"), Step("dispatch", "ziran"))
+        time.sleep(1.5)
+        run(late, Step("handle"), Step("verify", result="pass"), Step("close"))
+        open_ = new_case(c)  # deadline hours ahead: not due yet
+        run(open_, Step("register"), Step("dispatch", "ziran"))
+        months = sorted(  # the deadlines' months (UTC+8): one, or two at a month's end
+            datetime.fromisoformat(get(c, setup(), n)["properties"]["deadline"])
+            .astimezone(BEIJING_TIME).strftime("%Y-%m") for n in (late, on_time, open_))
+        name = c.execute("select name from city.departments where code = 'ziran'").fetchone()[0]
+        q = make_query("evaluation", months[0], months[-1], by="department",
+                       city=StatsCity("210400", "抚顺市", "2018-01"))
+        points = {s["department"]: s["points"] for s in compute(c, q)["series"]}[name]
+    figures = ("due", "closed", "on_time", "overdue", "reworked")
+    got = {k: sum(p[k] for p in points) for k in figures}
+    assert got == {"due": 3, "closed": 3, "on_time": 2, "overdue": 1, "reworked": 1}
+    if len(points) == 1:
+        assert points[0]["on_time_rate"] == round(2 / 3, 4)
+        assert points[0]["rework_rate"] == round(1 / 3, 4)

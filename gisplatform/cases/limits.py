@@ -14,6 +14,40 @@ from datetime import datetime, timedelta
 import psycopg
 
 
+def parse_limits(body: object) -> tuple[list[tuple[str, str, float]], datetime]:
+    """`{"limits": [{"kind", "big_class", "hours"}, …], "effective"?: instant}` checked:
+    the triples and the instant (default now). WorkflowError says what is wrong."""
+    from datetime import UTC
+
+    from gisplatform.temporal import TemporalError, parse_request_instant
+
+    from .workflow import WorkflowError
+
+    if not isinstance(body, dict) or not isinstance(body.get("limits"), list) \
+            or not body["limits"] or set(body) - {"limits", "effective"}:
+        raise WorkflowError('the body is {"limits": [{"kind", "big_class", "hours"}, …],'
+                            ' "effective"?: instant}')
+    out = []
+    for item in body["limits"]:
+        if not isinstance(item, dict) or set(item) != {"kind", "big_class", "hours"}:
+            raise WorkflowError("each limit is {kind, big_class, hours}")
+        kind, big, hours = item["kind"], item["big_class"], item["hours"]
+        if kind not in ("event", "component") or not isinstance(big, str) \
+                or not (len(big) == 2 and big.isdigit()):
+            raise WorkflowError(f"kind event|component and a 2-digit big_class: {item}")
+        if isinstance(hours, bool) or not isinstance(hours, (int, float)) \
+                or not 0 < hours <= 24 * 365:
+            raise WorkflowError(f"hours: more than 0, at most a year: {item}")
+        out.append((kind, big, float(hours)))
+    effective = datetime.now(UTC)
+    if body.get("effective") is not None:
+        try:
+            effective = parse_request_instant(str(body["effective"]))
+        except TemporalError as e:
+            raise WorkflowError(f"effective: {e}") from None
+    return out, effective
+
+
 def time_limit(conn: psycopg.Connection, kind: str, big_class: str,
                at: datetime) -> timedelta | None:
     """The limit for a case of `kind` / `big_class` dispatched at `at` (None: none set)."""

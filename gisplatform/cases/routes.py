@@ -4,6 +4,7 @@
     POST /api/cases/{case_number}/steps    {"action", "department"?, "result"?, "note"?}
     GET  /api/cases/{case_number}          the case, its deadline, overdue and timeline
     GET  /api/cases/limits                 the time limits in effect
+    PUT  /api/cases/limits                 new limits, from an instant on (cases:manage)
     GET  /api/tasks                        the caller department's inbox
 """
 
@@ -18,9 +19,9 @@ from starlette.concurrency import run_in_threadpool
 
 from gisplatform.api.responses import errors
 from gisplatform.errors import problem
-from gisplatform.security import current_principal, require
+from gisplatform.security import current_principal, require, require_role
 
-from .limits import limits
+from .limits import limits, parse_limits, set_limit
 from .service import CaseSetup, get, report, take_step, tasks
 from .workflow import Conflict, Step, WorkflowError
 
@@ -73,6 +74,28 @@ def cases_router(setup: Callable[[], CaseSetup], sharing: str, connect,
         """The time limits in effect (per kind and big class, hours from dispatch)."""
         require(current_principal.get(), setup().layer, sharing)
         return await answer(lambda conn: {"limits": limits(conn)})
+
+    @router.put("/cases/limits", responses={200: {"description": "The limits in effect."},
+                                             **errors(400)})
+    async def set_limits(request: Request):
+        """Set time limits (a `cases:manage` grant): `{"limits": [{kind, big_class, hours}],
+        "effective"?: instant}`; each applies to cases dispatched from `effective` (default
+        now) on; the earlier limits stay on record."""
+        principal = current_principal.get()
+        require_role(principal, setup().layer, "manage")
+        body = await body_json(request)
+        try:
+            items, effective = parse_limits(body)
+        except WorkflowError as e:
+            return problem(400, str(e))
+
+        def put(conn):
+            with conn.transaction():
+                for kind, big, hours in items:
+                    set_limit(conn, kind, big, hours, effective,
+                              f"token {principal.token_id} ({principal.department})")
+            return {"limits": limits(conn)}
+        return await answer(put)
 
     @router.post("/cases/{case_number}/steps", responses={
         200: {"description": "The case as it now stands."}, **errors(400, 404, 409)})

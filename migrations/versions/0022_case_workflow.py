@@ -57,7 +57,7 @@ def upgrade() -> None:
     op.execute("comment on table city.case_time_limits is 'Case handling time limits per"
                " kind and big class, from effective on (gisplatform/cases/limits.py)'")
     op.execute("insert into city.case_time_limits (kind, big_class, hours, effective, actor)"
-               " values " + ", ".join(f"('{k}', '{b}', {h}, '-infinity', 'migration 0022')"
+               " values " + ", ".join(f"('{k}', '{b}', {h}, '1900-01-01 00:00+08', 'migration 0022')"
                                       for (k, b), h in LIMITS.items()))
     op.execute("create sequence city.case_number_seq start 8000001")
 
