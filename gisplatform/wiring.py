@@ -263,7 +263,8 @@ def case_setup():
             raise WorkflowError(f"address {address!r} matches no standard address; "
                                 f"candidates: {near}")
         return best.lon, best.lat
-    return CaseSetup(cases.name, cases.spec, cases.validate, "grid-cells", "admin-areas", locate)
+    return CaseSetup(cases.name, cases.sharing, cases.spec, cases.validate, "grid-cells",
+                     "admin-areas", locate)
 
 
 def row_checker(layer):

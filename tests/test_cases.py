@@ -314,3 +314,37 @@ def test_evaluation_of_cases_driven_through_the_workflow(url):
     if len(points) == 1:
         assert points[0]["on_time_rate"] == round(2 / 3, 4)
         assert points[0]["rework_rate"] == round(1 / 3, 4)
+
+
+def test_the_reporters_contact_is_personal_on_every_path(url, tmp_path):
+    with psycopg.connect(url, autocommit=True) as c:
+        accept = create_token(c, "chengguan", [("cases", "accept")])[1]
+        personal_id, personal = create_token(c, "chengguan", [("cases", "read_personal")])
+    feature = {"type": "Feature", "geometry": {"type": "Point", "coordinates": INSIDE},
+               "properties": {"kind": "event", "big_class": "01", "source": "hotline_12345",
+                              "description": "噪音扰民", "reporter_name": "王小明",
+                              "reporter_phone": "13912345678"}}
+    with serving(url, tmp_path) as base:
+        def call(method, path, token=None, **kw):
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            return httpx.request(method, f"{base}{path}", headers=headers, timeout=30, **kw)
+        patrol = {**feature, "properties": {**feature["properties"], "source": "patrol"}}
+        assert call("POST", "/api/cases", accept, json=patrol).status_code == 400
+        r = call("POST", "/api/cases", accept, json=feature)
+        assert r.status_code == 201, r.text
+        number = r.json()["id"]
+        answers = [r, call("GET", f"/api/cases/{number}"),
+                   call("GET", f"/ogc/collections/cases/items/{number}"),
+                   call("GET", "/ogc/collections/cases-history/items",
+                        params={"case_number": number})]
+        for a in answers:
+            assert a.status_code in (200, 201) and "13912345678" not in a.text
+            assert "王小明" not in a.text
+        with psycopg.connect(url) as c:
+            before = c.execute("select count(*) from city.audit_log where layer = 'cases'"
+                               " and token_id = %s", (personal_id,)).fetchone()[0]
+        clear = call("GET", f"/api/cases/{number}", personal).json()["properties"]
+        assert (clear["reporter_name"], clear["reporter_phone"]) == ("王小明", "13912345678")
+        with psycopg.connect(url) as c:
+            assert c.execute("select count(*) from city.audit_log where layer = 'cases'"
+                             " and token_id = %s", (personal_id,)).fetchone()[0] == before + 1

@@ -28,10 +28,9 @@ from .workflow import Conflict, Step, WorkflowError
 STEP_FIELDS = {"action", "department", "result", "note", "reason"}
 
 
-def cases_router(setup: Callable[[], CaseSetup], sharing: str, connect,
-                 public_url: str) -> APIRouter:
-    """`setup()`: the workflow's layers (wiring.py); `sharing`: the cases layer's class;
-    `connect()`: a pooled connection context manager."""
+def cases_router(setup: Callable[[], CaseSetup], connect, public_url: str) -> APIRouter:
+    """`setup()`: the workflow's layers (wiring.py); `connect()`: a pooled connection
+    context manager."""
     router = APIRouter(prefix="/api", tags=["city management"], responses=errors(401, 403))
     base = f"{public_url}/api/cases"
 
@@ -72,7 +71,7 @@ def cases_router(setup: Callable[[], CaseSetup], sharing: str, connect,
     @router.get("/cases/limits", responses={200: {"description": "The limits in effect."}})
     async def limits_():
         """The time limits in effect (per kind and big class, hours from dispatch)."""
-        require(current_principal.get(), setup().layer, sharing)
+        require(current_principal.get(), setup().layer, setup().sharing)
         return await answer(lambda conn: {"limits": limits(conn)})
 
     @router.put("/cases/limits", responses={200: {"description": "The limits in effect."},
@@ -118,8 +117,8 @@ def cases_router(setup: Callable[[], CaseSetup], sharing: str, connect,
                                                    **errors(404)})
     async def case_(case_number: str):
         """The case with its status, deadline, overdue flag and timeline."""
-        require(current_principal.get(), setup().layer, sharing)
-        return await answer(lambda conn: get(conn, setup(), case_number))
+        principal = current_principal.get()
+        return await answer(lambda conn: get(conn, setup(), case_number, principal))
 
     @router.get("/tasks", responses={200: {"description": "The inbox."}})
     async def tasks_():

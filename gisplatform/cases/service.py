@@ -24,10 +24,16 @@ import shapely
 from psycopg import sql
 
 from gisplatform.security import (
+    ANONYMOUS,
+    READ_PERSONAL_ACTION,
     WORKFLOW_ROLES,
     AccessDenied,
     AuthError,
     Principal,
+    audit,
+    mask_row,
+    personal_masks,
+    require,
     require_role,
 )
 from gisplatform.temporal import BEIJING_TIME, Feature, LayerSpec, TemporalStore
@@ -37,6 +43,8 @@ from .workflow import ROLE, Applied, Step, WorkflowError, apply, check
 
 SCHEMA = "city"
 REPORTED_FIELDS = ("kind", "big_class", "small_class", "description", "source")
+CONTACT_FIELDS = ("reporter_name", "reporter_phone")  # personal: masked without read_personal
+CONTACT_SOURCES = ("hotline_12345", "citizen_app")
 
 
 @dataclass(frozen=True)
@@ -46,6 +54,7 @@ class CaseSetup:
     areas whose polygons place a case, the prefix of case numbers, and `locate(address)`
     → (lon, lat) or WorkflowError with the candidates (the geocoder)."""
     layer: str
+    sharing: str
     spec: LayerSpec
     check: Callable[[dict], object]
     grid_cells: str
@@ -102,13 +111,16 @@ def report(conn: psycopg.Connection, setup: CaseSetup, feature: dict,
     props = feature.get("properties")
     if not isinstance(props, dict):
         raise WorkflowError("properties: an object")
-    unknown = set(props) - {*REPORTED_FIELDS, "address"}
+    unknown = set(props) - {*REPORTED_FIELDS, *CONTACT_FIELDS, "address"}
     if unknown:
         raise WorkflowError(f"properties: unknown {', '.join(sorted(unknown))} (status, grid "
                             "and division come from the workflow and the location)")
-    for k in REPORTED_FIELDS + ("address",):
+    for k in (*REPORTED_FIELDS, *CONTACT_FIELDS, "address"):
         if props.get(k) is not None and not isinstance(props[k], str):
             raise WorkflowError(f"{k}: a string")
+    if any(props.get(k) for k in CONTACT_FIELDS) and props.get("source") not in CONTACT_SOURCES:
+        raise WorkflowError(f"reporter_name, reporter_phone: for {' or '.join(CONTACT_SOURCES)}"
+                            " reports only (a patrol's or a camera's report has no citizen)")
     at = _now()
     geom = feature.get("geometry")
     if geom is None:
@@ -134,7 +146,8 @@ def report(conn: psycopg.Connection, setup: CaseSetup, feature: dict,
                 "description": props.get("description"), "source": props.get("source"),
                 "status": "reported", "grid_code": grid, "division_code": division,
                 "department": None, "reported_at": at, "dispatched_at": None, "deadline": None,
-                "handled_at": None, "closed_at": None, "rework_count": 0}
+                "handled_at": None, "closed_at": None, "rework_count": 0,
+                **{k: props.get(k) for k in CONTACT_FIELDS}}
         try:
             setup.check(case)
         except ValueError as e:
@@ -142,7 +155,7 @@ def report(conn: psycopg.Connection, setup: CaseSetup, feature: dict,
         setup.store.insert(conn, [Feature(number, shapely.Point(lon, lat), case)], at)
         _log(conn, number, "reported", at, _department_name(conn, principal),
              props.get("description"))
-    return get(conn, setup, number)
+    return get(conn, setup, number, principal)
 
 
 def _log(conn, number: str, step: str, at: datetime, actor: str | None,
@@ -196,16 +209,22 @@ def take_step(conn: psycopg.Connection, setup: CaseSetup, number: str, step: Ste
         geom = shapely.geometry.shape(current["geometry"])
         setup.store.update(conn, [Feature(number, geom, applied.properties)], at)
         _log(conn, number, applied.step, at, actor, applied.note)
-    return get(conn, setup, number)
+    return get(conn, setup, number, principal)
 
 
-def get(conn: psycopg.Connection, setup: CaseSetup, number: str) -> dict:
+def get(conn: psycopg.Connection, setup: CaseSetup, number: str,
+        principal: Principal = ANONYMOUS) -> dict:
     """The case as a GeoJSON Feature: its properties, deadline, overdue, remaining time,
-    and `steps` (the timeline). LookupError when there is no such case."""
+    and `steps` (the timeline); the reporter's contact masked unless `principal` may read
+    it (then the read is audited). LookupError when there is no such case."""
     current = setup.store.current(conn, number)
     if current is None:
         raise LookupError(f"no case {number}")
-    props = {a: current[a] for a in setup.spec.attribute_names}
+    acc = require(principal, setup.layer, setup.sharing)
+    raw = {a: current[a] for a in setup.spec.attribute_names}
+    props = mask_row(raw, personal_masks(setup.spec.attributes), acc)
+    if acc.unmask and any(raw.get(k) for k in CONTACT_FIELDS):
+        audit(conn, principal, setup.layer, READ_PERSONAL_ACTION, {"case": number})
     now = _now()
     deadline = props.get("deadline")
     stop = props.get("handled_at") or now
@@ -236,4 +255,4 @@ def tasks(conn: psycopg.Connection, setup: CaseSetup, principal: Principal) -> l
         (name,)).fetchall()
     now = _now()
     rows.sort(key=lambda r: (not (r[1] is not None and r[1] < now), r[1] or now, r[0]))
-    return [get(conn, setup, fid) for fid, _ in rows]
+    return [get(conn, setup, fid, principal) for fid, _ in rows]

@@ -100,6 +100,9 @@ CASES = Layer(
         A("handled_at", "timestamptz", description="when the handling unit reported it done"),
         A("closed_at", "timestamptz"),
         A("rework_count", "integer", description="times sent back at verification"),
+        # hotline and citizen reports: who to call back (migration 0023)
+        A("reporter_name", "text", personal=True, mask="name", description="报告人"),
+        A("reporter_phone", "text", personal=True, mask="phone", description="报告人电话"),
     ), title="城管案件 City-management cases",
         description="Problems reported and handled through the standard lifecycle; steps in "
                     "city.case_steps, overdue status in city.case_status."),

@@ -100,7 +100,7 @@ def cases(ctx: Ctx):
                 "division_code": code, "department": DEPTS[dept[i]], "reported_at": t_rep,
                 "dispatched_at": None, "deadline": t_dis + limit, "handled_at": None,
                 "closed_at": None,
-                "rework_count": 0}
+                "rework_count": 0, "reporter_name": None, "reporter_phone": None}
         versions, state, reworks = [], dict(base), 0
         for k, (step, t) in enumerate(times):
             if t > ctx.until:
