@@ -91,6 +91,8 @@ OTHER_TABLES = {
     "population_counts_state": (LOCAL, "whether the population counts are built"),
     # the layer registry (migration 0019): read by every app as it starts
     "layer_registry": (LOCAL, "definitions of published layers, versioned"),
+    # the case workflow (migration 0022): read by each step through the coordinator
+    "case_time_limits": (LOCAL, "case handling time limits, versioned; a few dozen rows"),
     "alembic_version": (LOCAL, "migration bookkeeping"),
 }
 
