@@ -16,6 +16,7 @@ from models3d.cli import threed_app
 from tiles.cli import tiles_app
 from tiles.raster_cli import raster_app
 
+from .cases.cli import cases_app
 from .changefeed import changes_app
 from .config import get_settings
 from .console import err, fail
@@ -69,6 +70,7 @@ def _geocode_sources():
 
 app.command("geocode")(geocode_command(_geocode_sources))
 app.add_typer(layer_app, name="layer")
+app.add_typer(cases_app, name="cases")
 out = Console(soft_wrap=True)
 
 

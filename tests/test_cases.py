@@ -348,3 +348,25 @@ def test_the_reporters_contact_is_personal_on_every_path(url, tmp_path):
         with psycopg.connect(url) as c:
             assert c.execute("select count(*) from city.audit_log where layer = 'cases'"
                              " and token_id = %s", (personal_id,)).fetchone()[0] == before + 1
+
+
+def test_limits_from_the_command_line(url, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    cli = str(Path(sys.executable).with_name("gisplatform"))
+    env = {**os.environ, "DATABASE_URL": url, "GISPLATFORM_DATA_DIR": str(tmp_path)}
+
+    def run(*args):
+        return subprocess.run([cli, "cases", *args], env=env, capture_output=True, text=True,
+                              timeout=120)
+    r = run("set-limit", "component", "03", "30", "--effective", "2030-01-01")
+    assert r.returncode == 0, r.stderr
+    assert "component\t03\t24 h" in run("limits").stdout  # not yet in effect
+    assert "component\t03\t30 h" in run("limits", "--at", "2030-06-01").stdout
+    for bad in (("set-limit", "x", "03", "30"), ("set-limit", "event", "3", "30"),
+                ("set-limit", "event", "03", "0"), ("limits", "--at", "soon")):
+        r = run(*bad)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, (bad, r.stderr)
