@@ -153,8 +153,7 @@ def create_app(settings: Settings | None = None, db_url: str | None = None) -> F
     app.include_router(search_router(served.searchables, ogc_pool.connection,
                                      settings.public_url))
     # the case workflow of digital city management (数字城管)
-    app.include_router(cases_router(wiring.case_setup, ogc_pool.connection,
-                                    settings.public_url))
+    app.include_router(cases_router(wiring.case_setup, ogc_pool.connection, settings))
     # geocoding and reverse geocoding of Chinese addresses, at any instant
     app.include_router(geocode_router(wiring.geocode_sources, ogc_pool.connection, url,
                                       settings, wiring.city_bbox()))

@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     # deleted this many hours after they were asked for; jobs run at once (the rest queue).
     exports_ttl_hours: float = 24
     exports_workers: int = 1
+    # Case photos (gisplatform/cases/photos.py) taken further than this from the case are
+    # accepted with a warning.
+    case_photo_max_distance_m: float = 200
     # Open data (gisplatform/opendata/): publish every e.g. "24h" ("0" = never, only by
     # `gisplatform opendata publish`); versions kept per layer; the licence stated.
     opendata_every: str = "0"

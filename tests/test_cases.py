@@ -370,3 +370,87 @@ def test_limits_from_the_command_line(url, tmp_path):
                 ("set-limit", "event", "03", "0"), ("limits", "--at", "soon")):
         r = run(*bad)
         assert r.returncode == 2 and "Traceback" not in r.stderr, (bad, r.stderr)
+
+
+def _jpeg(lon: float | None = None, lat: float | None = None, size=(64, 48), extra=b"") -> bytes:
+    """A JPEG with the EXIF a phone writes: maker, model, serial, owner, time, position."""
+    import io
+
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110], exif[0x013B] = "Huawei", "P60", "张三"  # make, model, artist
+    exif.get_ifd(0x8769)[0x9003] = "2026:11:30 10:15:00"
+    exif.get_ifd(0x8769)[0xA431] = "SN-1234567"  # body serial number
+    if lon is not None:
+        def dms(v):
+            d = int(v)
+            m = int((v - d) * 60)
+            return (d, m, round(((v - d) * 60 - m) * 60, 4))
+        exif[0x8825] = {1: "N", 2: dms(lat), 3: "E", 4: dms(lon)}
+    out = io.BytesIO()
+    Image.new("RGB", size, (200, 80, 40)).save(out, "JPEG", exif=exif.tobytes())
+    return out.getvalue() + extra
+
+
+def test_photos_are_cleaned_stored_and_served_to_readers(url, tmp_path):
+    import io
+    import zipfile
+
+    from PIL import Image
+
+    with psycopg.connect(url, autocommit=True) as c:
+        number = new_case(c)
+        accept = create_token(c, "chengguan", [("cases", "accept")])[1]
+    with serving(url, tmp_path) as base:
+        def post(data: bytes, kind: str = "image/jpeg", token: str | None = accept, case=number):
+            headers = {"Content-Type": kind}
+            if token:
+                headers["Authorization"] = f"Bearer {token}"
+            return httpx.post(f"{base}/api/cases/{case}/photos", content=data, headers=headers,
+                              timeout=30)
+        assert post(_jpeg(), token=None).status_code == 401
+        near = post(_jpeg(INSIDE[0], INSIDE[1]))
+        assert near.status_code == 201, near.text
+        body = near.json()
+        assert body["distance_m"] < 5 and "warning" not in body
+        assert body["taken_at"].startswith("2026-11-30T10:15:00")
+        far = post(_jpeg(123.99, 41.95))
+        assert far.status_code == 201 and "warning" in far.json()
+        # what is stored: a new JPEG with only time and position
+        r = httpx.get(f"{base}/api/cases/{number}/photos/{body['sha256']}.jpg", timeout=30)
+        assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
+        stored = Image.open(io.BytesIO(r.content)).getexif()
+        assert 0x010F not in stored and 0x0110 not in stored and 0x013B not in stored
+        assert b"SN-1234567" not in r.content and "张三".encode() not in r.content
+        assert stored.get(0x0132) == "2026:11:30 10:15:00" and stored.get_ifd(0x8825)
+        heic = io.BytesIO()  # an iPhone's photo: accepted, stored as a JPEG
+        import pillow_heif
+        pillow_heif.register_heif_opener()
+        Image.new("RGB", (32, 32), (10, 20, 30)).save(heic, "HEIF")
+        r = post(heic.getvalue(), "image/heic")
+        assert r.status_code == 201, r.text
+        got = httpx.get(f"{base}/api/cases/{number}/photos/{r.json()['sha256']}.jpg", timeout=30)
+        assert got.content.startswith(b"\xff\xd8\xff")
+        steps = httpx.get(f"{base}/api/cases/{number}", timeout=30).json()["properties"]["steps"]
+        assert body["sha256"] in steps[-1]["photos"]
+        # refused
+        png = io.BytesIO()
+        Image.new("RGB", (8, 8)).save(png, "PNG")
+        zipped = io.BytesIO()
+        with zipfile.ZipFile(zipped, "w") as z:
+            z.writestr("x.txt", "hello")
+        for data, kind, status in (
+                (b"hello", "text/plain", 415),
+                (png.getvalue(), "image/jpeg", 400),             # not what it says
+                (_jpeg(extra=zipped.getvalue()), "image/jpeg", 400),  # a polyglot: JPEG + ZIP
+                (_jpeg()[:-2] + b"<script>alert(1)</script>\xff\xd9", "image/jpeg", 400),
+                (_jpeg()[: len(_jpeg()) // 2], "image/jpeg", 400),    # truncated
+                (b"\xff\xd8\xff" + b"\0" * (11 << 20) + b"\xff\xd9", "image/jpeg", 413),
+                (b"", "image/jpeg", 400)):
+            r = post(data, kind)
+            assert r.status_code == status, (kind, status, r.text[:200])
+        for name in ("../../../etc/passwd", "..%2F..%2Fetc%2Fpasswd", "a" * 64 + ".jpg"):
+            r = httpx.get(f"{base}/api/cases/{number}/photos/{name}", timeout=30)
+            assert r.status_code == 404, name
+        assert post(_jpeg(), case="FS000").status_code == 404

@@ -5,6 +5,8 @@
     GET  /api/cases/{case_number}          the case, its deadline, overdue and timeline
     GET  /api/cases/limits                 the time limits in effect
     PUT  /api/cases/limits                 new limits, from an instant on (cases:manage)
+    POST /api/cases/{case_number}/photos   a photo (JPEG/PNG/HEIC body) of an open case
+    GET  /api/cases/{case_number}/photos/{sha256}.jpg   a photo, for readers of the case
     GET  /api/tasks                        the caller department's inbox
 """
 
@@ -12,25 +14,29 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from gisplatform.api.responses import errors
 from gisplatform.errors import problem
 from gisplatform.security import current_principal, require, require_role
 
+from . import photos
 from .limits import limits, parse_limits, set_limit
-from .service import CaseSetup, get, report, take_step, tasks
+from .service import CaseSetup, add_photo, get, photo_file, report, take_step, tasks
 from .workflow import Conflict, Step, WorkflowError
 
 STEP_FIELDS = {"action", "department", "result", "note", "reason"}
 
 
-def cases_router(setup: Callable[[], CaseSetup], connect, public_url: str) -> APIRouter:
+def cases_router(setup: Callable[[], CaseSetup], connect, settings) -> APIRouter:
     """`setup()`: the workflow's layers (wiring.py); `connect()`: a pooled connection
-    context manager."""
+    context manager; `settings`: the public URL, the data dir (photos), the photo distance."""
+    public_url = settings.public_url
+    photo_root = Path(settings.data_dir) / "case-photos"
     router = APIRouter(prefix="/api", tags=["city management"], responses=errors(401, 403))
     base = f"{public_url}/api/cases"
 
@@ -50,8 +56,8 @@ def cases_router(setup: Callable[[], CaseSetup], connect, public_url: str) -> AP
             except Conflict as e:
                 return JSONResponse(status_code=409, content={
                     "code": "Conflict", "description": str(e), "allowed": e.allowed})
-            except WorkflowError as e:
-                return problem(400, str(e))
+            except WorkflowError as e:  # a photo refused may be a 413 or 415
+                return problem(getattr(e, "status", 400), str(e))
             except LookupError as e:
                 return problem(404, str(e).strip("'\""))
             return JSONResponse(status_code=status, content=out,
@@ -112,6 +118,41 @@ def cases_router(setup: Callable[[], CaseSetup], connect, public_url: str) -> AP
         step = Step(body.get("action") or "", body.get("department"), body.get("result"),
                     body.get("note") or body.get("reason"))
         return await answer(lambda conn: take_step(conn, setup(), case_number, step, principal))
+
+    @router.post("/cases/{case_number}/photos", status_code=201, openapi_extra={
+        "requestBody": {"required": True, "content": {t: {"schema": {
+            "type": "string", "format": "binary"}} for t in photos.TYPES}}},
+        responses={201: {"description": "The photo's record."}, **errors(400, 404, 409),
+                   413: {"description": "Over 10 MB."}, 415: {"description": "Not an image."}})
+    async def add_photo_(case_number: str, request: Request):
+        """Attach a photo (JPEG, PNG or HEIC; stored as a JPEG keeping only when and where
+        it was taken) to an open case."""
+        principal = current_principal.get()
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > photos.MAX_BYTES):
+            return problem(413, f"the photo is over {photos.MAX_BYTES >> 20} MB")
+        data = await request.body()
+        kind = request.headers.get("content-type", "")
+        return await answer(lambda conn: add_photo(
+            conn, setup(), case_number, data, kind, principal, photo_root,
+            settings.case_photo_max_distance_m), status=201)
+
+    @router.get("/cases/{case_number}/photos/{name}", response_class=FileResponse, responses={
+        200: {"description": "The photo.", "content": {"image/jpeg": {}}}, **errors(404)})
+    async def photo_(case_number: str, name: str):
+        """A photo of a case (for those who may read the case)."""
+        principal = current_principal.get()
+        sha = name.removesuffix(".jpg")
+
+        def find():
+            with connect() as conn:
+                return photo_file(conn, setup(), case_number, sha, principal, photo_root)
+        try:
+            where = await run_in_threadpool(find)
+        except LookupError as e:
+            return problem(404, str(e).strip("'\""))
+        return FileResponse(where, media_type="image/jpeg",
+                            headers={"Cache-Control": "private, max-age=86400"})
 
     @router.get("/cases/{case_number}", responses={200: {"description": "The case."},
                                                    **errors(404)})

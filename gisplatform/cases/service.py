@@ -39,7 +39,7 @@ from gisplatform.security import (
 from gisplatform.temporal import BEIJING_TIME, Feature, LayerSpec, TemporalStore
 
 from .limits import time_limit
-from .workflow import ROLE, Applied, Step, WorkflowError, apply, check
+from .workflow import ROLE, Applied, Conflict, Step, WorkflowError, apply, check
 
 SCHEMA = "city"
 REPORTED_FIELDS = ("kind", "big_class", "small_class", "description", "source")
@@ -231,15 +231,54 @@ def get(conn: psycopg.Connection, setup: CaseSetup, number: str,
     props["overdue"] = deadline is not None and stop > deadline
     props["remaining_s"] = (round((deadline - now).total_seconds())
                             if deadline is not None and props["status"] == "dispatched" else None)
-    props["steps"] = [{"step": s, "department": actor, "at": at.isoformat(), "note": note}
-                      for s, at, actor, note in conn.execute(
-                          "select step, at, actor, note from city.case_steps"
-                          " where case_number = %s order by at, id", (number,))]
+    props["steps"] = [{"step": s, "department": actor, "at": at.isoformat(), "note": note,
+                       "photos": list(photos)}
+                      for s, at, actor, note, photos in conn.execute(
+                          "select s.step, s.at, s.actor, s.note, coalesce(array_agg(p.sha256"
+                          " order by p.id) filter (where p.id is not null), '{}')"
+                          " from city.case_steps s left join city.case_photos p"
+                          " on p.step_id = s.id where s.case_number = %s"
+                          " group by s.id order by s.at, s.id", (number,))]
     for k, v in list(props.items()):
         if isinstance(v, datetime):
             props[k] = v.isoformat()
     return {"type": "Feature", "id": number, "geometry": current["geometry"],
             "properties": props}
+
+
+def add_photo(conn: psycopg.Connection, setup: CaseSetup, number: str, data: bytes,
+              content_type: str, principal: Principal, root, max_distance_m: float) -> dict:
+    """Attach a photo to an open case (any workflow role on cases; photos.py checks and
+    cleans it); the photo's record, with a warning when taken far from the case."""
+    from . import photos
+
+    if principal.anonymous:
+        raise AuthError("attaching a photo needs a token (Authorization: Bearer …)")
+    if not (principal.levels(setup.layer) & set(WORKFLOW_ROLES)):
+        raise AccessDenied(f"attaching a photo needs a role on {setup.layer}")
+    current = setup.store.current(conn, number)
+    if current is None or current["valid_to"] is not None:
+        raise LookupError(f"no open case {number}")
+    if current["status"] in ("closed", "rejected"):
+        raise Conflict(f"case {number} is {current['status']}: no more photos", [])
+    photo = photos.clean(data, content_type)
+    photos.store(root, photo)
+    with conn.transaction():
+        return photos.record(conn, number, photo, _department_name(conn, principal),
+                             max_distance_m)
+
+
+def photo_file(conn: psycopg.Connection, setup: CaseSetup, number: str, sha: str,
+               principal: Principal, root):
+    """The stored file of a photo of case `number`, for those who may read the case."""
+    from . import photos
+
+    require(principal, setup.layer, setup.sharing)
+    if not photos.SHA256.match(sha) or conn.execute(
+            "select 1 from city.case_photos where case_number = %s and sha256 = %s",
+            (number, sha)).fetchone() is None:
+        raise LookupError("no such photo of this case")
+    return photos.path(root, sha)
 
 
 def tasks(conn: psycopg.Connection, setup: CaseSetup, principal: Principal) -> list[dict]:

@@ -93,6 +93,7 @@ OTHER_TABLES = {
     "layer_registry": (LOCAL, "definitions of published layers, versioned"),
     # the case workflow (migration 0022): read by each step through the coordinator
     "case_time_limits": (LOCAL, "case handling time limits, versioned; a few dozen rows"),
+    "case_photos": (LOCAL, "which case and step each photo came with (files in the data dir)"),
     "alembic_version": (LOCAL, "migration bookkeeping"),
 }
 
