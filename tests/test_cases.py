@@ -5,6 +5,7 @@ across a time-limit change and a suspension, locating a report by its address.""
 from __future__ import annotations
 
 import threading
+from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -41,6 +42,13 @@ def url(pg):
             {"address": "抚顺市新抚区榆林1路39号", "division_code": "210402",
              "street_name": "榆林1路", "house_number": "39号"})], T0)
     return url
+
+
+@pytest.fixture(scope="module")
+def live(url, tmp_path_factory):
+    """One server over the module's database (each test makes its own cases)."""
+    with serving(url, tmp_path_factory.mktemp("cases")) as base:
+        yield base
 
 
 def setup():
@@ -177,13 +185,13 @@ def test_deadlines_follow_the_limit_in_effect_and_stop_while_suspended(url):
         assert moved == at["resumed"] - at["suspended"] > timedelta(0)
 
 
-def test_the_lifecycle_over_http_for_each_role(url, tmp_path):
+def test_the_lifecycle_over_http_for_each_role(url, live, tmp_path):
     with psycopg.connect(url, autocommit=True) as c:
         tokens = {role: create_token(c, "chengguan", [("cases", role)])[1]
                   for role in ("accept", "dispatch", "verify", "close")}
         tokens["handle"] = create_token(c, "zhujian", [("cases", "handle")])[1]
         tokens["other"] = create_token(c, "gongan", [("cases", "handle")])[1]
-    with serving(url, tmp_path) as base:
+    with nullcontext(live) as base:  # the module's server
         def call(method, path, role=None, **kw):
             headers = {"Authorization": f"Bearer {tokens[role]}"} if role else {}
             return httpx.request(method, f"{base}{path}", headers=headers, timeout=30, **kw)
@@ -246,11 +254,11 @@ def test_the_lifecycle_over_http_for_each_role(url, tmp_path):
         assert len(hist["features"]) >= 8
 
 
-def test_limits_are_set_over_http_by_a_manager(url, tmp_path):
+def test_limits_are_set_over_http_by_a_manager(url, live, tmp_path):
     with psycopg.connect(url, autocommit=True) as c:
         manager = create_token(c, "chengguan", [("cases", "manage")])[1]
         dispatcher = create_token(c, "chengguan", [("cases", "dispatch")])[1]
-    with serving(url, tmp_path) as base:
+    with nullcontext(live) as base:  # the module's server
         put = {"limits": [{"kind": "component", "big_class": "02", "hours": 36}]}
         r = httpx.put(f"{base}/api/cases/limits", json=put,
                       headers={"Authorization": f"Bearer {dispatcher}"}, timeout=30)
@@ -316,7 +324,7 @@ def test_evaluation_of_cases_driven_through_the_workflow(url):
         assert points[0]["rework_rate"] == round(1 / 3, 4)
 
 
-def test_the_reporters_contact_is_personal_on_every_path(url, tmp_path):
+def test_the_reporters_contact_is_personal_on_every_path(url, live, tmp_path):
     with psycopg.connect(url, autocommit=True) as c:
         accept = create_token(c, "chengguan", [("cases", "accept")])[1]
         personal_id, personal = create_token(c, "chengguan", [("cases", "read_personal")])
@@ -324,7 +332,7 @@ def test_the_reporters_contact_is_personal_on_every_path(url, tmp_path):
                "properties": {"kind": "event", "big_class": "01", "source": "hotline_12345",
                               "description": "噪音扰民", "reporter_name": "王小明",
                               "reporter_phone": "13912345678"}}
-    with serving(url, tmp_path) as base:
+    with nullcontext(live) as base:  # the module's server
         def call(method, path, token=None, **kw):
             headers = {"Authorization": f"Bearer {token}"} if token else {}
             return httpx.request(method, f"{base}{path}", headers=headers, timeout=30, **kw)
@@ -350,7 +358,7 @@ def test_the_reporters_contact_is_personal_on_every_path(url, tmp_path):
                              " and token_id = %s", (personal_id,)).fetchone()[0] == before + 1
 
 
-def test_limits_from_the_command_line(url, tmp_path):
+def test_limits_from_the_command_line(url, live, tmp_path):
     import os
     import subprocess
     import sys
@@ -393,7 +401,7 @@ def _jpeg(lon: float | None = None, lat: float | None = None, size=(64, 48), ext
     return out.getvalue() + extra
 
 
-def test_photos_are_cleaned_stored_and_served_to_readers(url, tmp_path):
+def test_photos_are_cleaned_stored_and_served_to_readers(url, live, tmp_path):
     import io
     import zipfile
 
@@ -402,7 +410,7 @@ def test_photos_are_cleaned_stored_and_served_to_readers(url, tmp_path):
     with psycopg.connect(url, autocommit=True) as c:
         number = new_case(c)
         accept = create_token(c, "chengguan", [("cases", "accept")])[1]
-    with serving(url, tmp_path) as base:
+    with nullcontext(live) as base:  # the module's server
         def post(data: bytes, kind: str = "image/jpeg", token: str | None = accept, case=number):
             headers = {"Content-Type": kind}
             if token:
@@ -454,3 +462,27 @@ def test_photos_are_cleaned_stored_and_served_to_readers(url, tmp_path):
             r = httpx.get(f"{base}/api/cases/{number}/photos/{name}", timeout=30)
             assert r.status_code == 404, name
         assert post(_jpeg(), case="FS000").status_code == 404
+
+
+def test_oversized_or_unsized_bodies_are_refused_before_reading(url, live, tmp_path):
+    import socket
+
+    with psycopg.connect(url, autocommit=True) as c:
+        accept = create_token(c, "chengguan", [("cases", "accept")])[1]
+        number = new_case(c)
+    with nullcontext(live) as base:  # the module's server
+        auth = {"Authorization": f"Bearer {accept}"}
+        big = {"type": "Feature", "geometry": None, "properties": {"description": "x" * 70_000}}
+        r = httpx.post(f"{base}/api/cases", json=big, headers=auth, timeout=30)
+        assert r.status_code == 400 and "64 kB" in r.text
+        r = httpx.post(f"{base}/api/cases/{number}/steps", json={"action": "register",
+                                                                 "note": "x" * 70_000},
+                       headers=auth, timeout=30)
+        assert r.status_code == 400
+        # a chunked photo upload (no Content-Length) is refused, not read
+        host, port = base.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=30) as s:
+            s.sendall((f"POST /api/cases/{number}/photos HTTP/1.1\r\nHost: x\r\n"
+                       f"Authorization: Bearer {accept}\r\nContent-Type: image/jpeg\r\n"
+                       "Transfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n").encode())
+            assert b" 411 " in s.recv(4096).split(b"\r\n")[0]

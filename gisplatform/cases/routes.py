@@ -30,6 +30,7 @@ from .service import CaseSetup, add_photo, get, photo_file, report, take_step, t
 from .workflow import Conflict, Step, WorkflowError
 
 STEP_FIELDS = {"action", "department", "result", "note", "reason"}
+MAX_JSON = 64 << 10  # bytes of a report or a step: far more than either needs
 
 
 def cases_router(setup: Callable[[], CaseSetup], connect, settings) -> APIRouter:
@@ -41,6 +42,10 @@ def cases_router(setup: Callable[[], CaseSetup], connect, settings) -> APIRouter
     base = f"{public_url}/api/cases"
 
     async def body_json(request: Request):
+        """The JSON body (None when it is not JSON or over MAX_JSON: a report is small)."""
+        length = request.headers.get("content-length")
+        if length is None or not length.isdigit() or int(length) > MAX_JSON:
+            return None
         try:
             return json.loads(await request.body() or b"null")
         except ValueError:
@@ -129,7 +134,10 @@ def cases_router(setup: Callable[[], CaseSetup], connect, settings) -> APIRouter
         it was taken) to an open case."""
         principal = current_principal.get()
         length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > photos.MAX_BYTES):
+        if length is None:
+            return problem(411, f"Content-Length is required (a photo up to "
+                                f"{photos.MAX_BYTES >> 20} MB)", code="LengthRequired")
+        if not length.isdigit() or int(length) > photos.MAX_BYTES:
             return problem(413, f"the photo is over {photos.MAX_BYTES >> 20} MB")
         data = await request.body()
         kind = request.headers.get("content-type", "")

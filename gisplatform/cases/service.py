@@ -107,7 +107,7 @@ def report(conn: psycopg.Connection, setup: CaseSetup, feature: dict,
         raise AccessDenied(f"reporting needs a role on {setup.layer} "
                            f"({', '.join(WORKFLOW_ROLES)}) or write")
     if not isinstance(feature, dict) or feature.get("type") != "Feature":
-        raise WorkflowError("the body is a GeoJSON Feature")
+        raise WorkflowError("the body is a GeoJSON Feature (JSON, at most 64 kB)")
     props = feature.get("properties")
     if not isinstance(props, dict):
         raise WorkflowError("properties: an object")
