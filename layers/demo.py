@@ -53,6 +53,8 @@ def is_empty(conn: psycopg.Connection) -> bool:
 def clear(conn: psycopg.Connection) -> None:
     tables = [sql.Identifier(SCHEMA, layer.spec.version_table) for layer in LAYERS.values()]
     tables.append(sql.Identifier(SCHEMA, "case_steps"))
+    if conn.execute("select to_regclass('city.case_photos')").fetchone()[0] is not None:
+        tables.append(sql.Identifier(SCHEMA, "case_photos"))  # rows of the cases replaced
     conn.execute(sql.SQL("truncate {}").format(sql.SQL(", ").join(tables)))
 
 

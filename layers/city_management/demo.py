@@ -6,6 +6,8 @@ from datetime import timedelta
 
 import numpy as np
 
+from gisplatform.cases.workflow import Step, apply
+
 from ..base.demo import grid_code_at
 from ..codes import COMPONENT_CLASSES, COMPONENT_SMALL_CLASSES, EVENT_CLASSES, make_component_code
 from ..demo_common import START, Ctx, box_wkt, clip_versions, point_wkt, ts
@@ -87,37 +89,37 @@ def cases(ctx: Ctx):
         t_reg = t_rep + timedelta(minutes=float(register[i]))
         t_dis = t_reg + timedelta(minutes=float(dispatch[i]))
         t_han = t_dis + limit * float(handle_frac[i])
-        times = [("reported", t_rep), ("registered", t_reg), ("dispatched", t_dis), ("handled", t_han)]
+        department = DEPTS[dept[i]]
+        # the actions, through the workflow's own state machine (gisplatform/cases)
+        actions = [(Step("register"), t_reg), (Step("dispatch", department), t_dis),
+                   (Step("handle"), t_han)]
         if rework[i]:  # verification sends it back once
             t_back = t_han + timedelta(minutes=float(verify[i]))
-            times += [("dispatched", t_back), ("handled", t_back + limit * float(handle_frac[i]) / 2)]
-        t_ver = times[-1][1] + timedelta(minutes=float(verify[i]))
-        times += [("verified", t_ver), ("closed", t_ver + timedelta(minutes=float(close[i])))]
+            actions += [(Step("verify", result="rework"), t_back),
+                        (Step("handle"), t_back + limit * float(handle_frac[i]) / 2)]
+        t_ver = actions[-1][1] + timedelta(minutes=float(verify[i]))
+        actions += [(Step("verify", result="pass"), t_ver),
+                    (Step("close"), t_ver + timedelta(minutes=float(close[i])))]
         number = f"FS{t_rep:%Y%m%d}{i + 1:07d}"
-        base = {"case_number": number, "kind": kind, "big_class": big, "small_class": None,
-                "description": f"{(COMPONENT_CLASSES if is_comp[i] else EVENT_CLASSES)[big]}问题",
-                "source": str(source[i]), "status": "reported", "grid_code": grid_code_at(ctx, x, y),
-                "division_code": code, "department": DEPTS[dept[i]], "reported_at": t_rep,
-                "dispatched_at": None, "deadline": t_dis + limit, "handled_at": None,
-                "closed_at": None,
-                "rework_count": 0, "reporter_name": None, "reporter_phone": None}
-        versions, state, reworks = [], dict(base), 0
-        for k, (step, t) in enumerate(times):
+        state = {"case_number": number, "kind": kind, "big_class": big, "small_class": None,
+                 "description": f"{(COMPONENT_CLASSES if is_comp[i] else EVENT_CLASSES)[big]}问题",
+                 "source": str(source[i]), "status": "reported",
+                 "grid_code": grid_code_at(ctx, x, y), "division_code": code, "department": None,
+                 "reported_at": t_rep, "dispatched_at": None, "deadline": None,
+                 "handled_at": None, "closed_at": None, "rework_count": 0,
+                 "reporter_name": None, "reporter_phone": None}
+        versions = [(t_rep, state)]
+        steps.append((number, "reported", t_rep, "监督中心", None))
+        for step, t in actions:
             if t > ctx.until:
                 break
-            if step == "dispatched":
-                if state["dispatched_at"] is not None:
-                    reworks += 1
-                state = dict(state, dispatched_at=t if state["dispatched_at"] is None else state["dispatched_at"],
-                             rework_count=reworks)
-            if step == "handled":
-                state = dict(state, handled_at=t)
-            if step == "closed":
-                state = dict(state, closed_at=t)
-            state = dict(state, status=step)
-            nxt = times[k + 1][1] if k + 1 < len(times) else None
-            versions.append((t, nxt, state))
-            steps.append((number, step, t, state["department"] if step in ("handled",) else "监督中心", None))
+            done = apply(state, step, t, limit if step.action == "dispatch" else None)
+            state = done.properties
+            versions.append((t, state))
+            steps.append((number, done.step, t,
+                          department if step.action == "handle" else "监督中心", None))
+        versions = [(t, versions[k + 1][0] if k + 1 < len(versions) else None, a)
+                    for k, (t, a) in enumerate(versions)]
         geom = point_wkt(x, y)
         for vf, vt, a in clip_versions(versions, ctx.until):
             out.append((number, vf, vt, geom, a))
