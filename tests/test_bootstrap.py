@@ -55,7 +55,10 @@ def test_postgis_list_reaches_the_server_extension():
     needed = [str(bindir / "initdb"), str(bindir / "postgres"),
               f"/usr/lib/postgresql/{major}/lib/postgis-3.so",  # the server library
               *glob.glob(f"/usr/share/postgresql/{major}/extension/postgis--*.sql")[:1],
-              f"/usr/lib/postgresql/{major}/lib/btree_gist.so"]
+              f"/usr/lib/postgresql/{major}/lib/btree_gist.so",
+              # geocoding's trigram index (migration 0021)
+              f"/usr/share/postgresql/{major}/extension/pg_trgm.control",
+              f"/usr/lib/postgresql/{major}/lib/pg_trgm.so"]
     for path in needed:
         assert Path(path).exists(), path
     reach = closure(package_list("POSTGIS_PACKAGES"))

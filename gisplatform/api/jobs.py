@@ -117,10 +117,10 @@ class Jobs:
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         (self.dir / job_id).mkdir(mode=0o700)
         created = now()
-        job = {"id": job_id, "status": "queued", **fields,
-               "owner": principal.token_id, "created": created.isoformat(),
-               "expires": (created + self.ttl).isoformat(), "started": None, "finished": None,
-               "rows": 0, "total": None, "error": None, "pid": os.getpid(), "host": self.host}
+        job = {"rows": 0, "total": None, "error": None, **fields,  # fields may set a total
+               "id": job_id, "status": "queued", "owner": principal.token_id,
+               "created": created.isoformat(), "expires": (created + self.ttl).isoformat(),
+               "started": None, "finished": None, "pid": os.getpid(), "host": self.host}
         self.save(job)
         return job
 
@@ -136,9 +136,9 @@ class Jobs:
         def progress(done: int, total: int) -> None:
             if self.stopping.is_set():
                 raise Cancelled("the server is stopping")
+            job.update(rows=done, total=total)  # the final save has the last count
             if time.monotonic() - last[0] > 1:
                 last[0] = time.monotonic()
-                job.update(rows=done, total=total)
                 self.save(job)
         try:
             work(job, progress)

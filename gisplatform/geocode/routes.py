@@ -202,7 +202,6 @@ def geocode_router(sources: Callable[[], Sources], connect, url: str, settings,
                     jobs.dir / job["id"] / "result.csv", header,
                     geocode_rows(conn, src, rows, column, at, principal),
                     lambda n: progress(n, len(rows)))
-            job["rows"] = len(rows)
         jobs.start(job, work)
         return JSONResponse(status_code=202, content=_batch_view(job, base),
                             headers={"Location": f"{base}/{job['id']}"})

@@ -17,21 +17,15 @@ by the composition root (layers/publishing.py): the kernel does not read files.
 
 from __future__ import annotations
 
-import datetime as dt
-import json
-import re
-import secrets
 import shutil
-import tempfile
-import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
+from gisplatform.api.jobs import Jobs, owned, times
 from gisplatform.api.responses import errors
 from gisplatform.errors import problem
 from gisplatform.security import current_principal, require_publish
@@ -41,7 +35,6 @@ from .definition import DefinitionError, LayerDefinition, parse, parse_toml
 FIELDS = ("name", "department", "sharing", "id_field", "title", "title_en", "crs",
           "valid_from", "source_layer", "definition")
 SUFFIXES = {".gpkg", ".geojson", ".json", ".zip", ".fgb", ".csv"}
-JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 MAX_UPLOAD = 500 << 20
 CHUNK = 1 << 20
 
@@ -66,17 +59,19 @@ def layers_router(publish: Publish, definitions: Callable[[], list[LayerDefiniti
     published); `definitions()`: every layer's definition; `department_name(code)`: a
     department's name (what a layer's definition records); `taken(name)`: why a new
     layer cannot have that name, or None."""
-    jobs_dir = Path(settings.data_dir) / "layer-jobs"
+    # publishing jobs (api/jobs.py), one at a time, kept as long as export jobs
+    jobs = Jobs(Path(settings.data_dir) / "layer-jobs", settings.exports_ttl_hours, 1,
+                "publish", expected=(ValueError,))
     public_url = settings.public_url
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish")
     base = f"{public_url}/api/layers"
 
     @asynccontextmanager
     async def lifespan(app):
+        await run_in_threadpool(jobs.sweep)
         try:
             yield
         finally:
-            pool.shutdown(wait=False, cancel_futures=True)
+            jobs.close()
 
     router = APIRouter(prefix="/api/layers", tags=["platform"], lifespan=lifespan,
                        responses=errors(401))
@@ -150,9 +145,9 @@ def layers_router(publish: Publish, definitions: Callable[[], list[LayerDefiniti
             upload = form.get("file")
             if upload is None and definition is None:
                 return problem(400, "give a file (its definition is inferred) or a definition")
-            job_id = secrets.token_hex(16)
-            work = jobs_dir / job_id
-            work.mkdir(parents=True, mode=0o700)
+            job = await run_in_threadpool(jobs.new, principal, {
+                "layer": fields["name"], "summary": None})
+            work = jobs.dir / job["id"]
             source = None
             if upload is not None and not isinstance(upload, str):
                 suffix = Path(upload.filename or "").suffix.lower()
@@ -167,28 +162,24 @@ def layers_router(publish: Publish, definitions: Callable[[], list[LayerDefiniti
                     return problem(413, "the file is over 500 MB")
         finally:
             await form.close()
-        job = {"id": job_id, "status": "queued", "layer": fields["name"],
-               "owner": principal.token_id, "created": _now(), "finished": None,
-               "progress": {"rows": 0, "total": None}, "summary": None, "error": None}
-        _write(work, job)
-        pool.submit(_run, publish, fields, source, principal, work, job)
-        return _answer(202, job, base, {"Location": f"{base}/jobs/{job_id}"})
+
+        def run(job: dict, progress) -> None:
+            try:
+                job["summary"] = publish(fields, source, principal, progress)
+            finally:
+                if source is not None:
+                    source.unlink(missing_ok=True)
+        jobs.start(job, run)
+        return _answer(202, job, base, {"Location": f"{base}/jobs/{job['id']}"})
 
     @router.get("/jobs/{job_id}", responses={200: {"description": "The job's status."},
                                              **errors(404)})
     async def status(job_id: str):
         """A publishing job's status and progress (its owner's token only)."""
-        principal = current_principal.get()
-        job = _read(jobs_dir / job_id) if JOB_ID.match(job_id) else None
-        if job is None or principal.token_id is None or job["owner"] != principal.token_id:
-            return problem(404, "no such publishing job for this token")
-        return _view(job, base)
+        job = await owned(jobs, job_id, "publishing")
+        return _view(job, base) if isinstance(job, dict) else job
 
     return router
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _save(stream, target: Path) -> int:
@@ -203,47 +194,11 @@ def _save(stream, target: Path) -> int:
     return n
 
 
-def _write(work: Path, job: dict) -> None:
-    with tempfile.NamedTemporaryFile("w", dir=work, delete=False, suffix=".part") as f:
-        json.dump(job, f)
-    Path(f.name).replace(work / "job.json")
-
-
-def _read(work: Path) -> dict | None:
-    try:
-        return json.loads((work / "job.json").read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _run(publish: Publish, fields: dict, source: Path | None, principal, work: Path,
-         job: dict) -> None:
-    job["status"] = "running"
-    _write(work, job)
-    last = [0.0]
-
-    def progress(done: int, total: int) -> None:
-        if time.monotonic() - last[0] > 1 or done == total:
-            last[0] = time.monotonic()
-            job["progress"] = {"rows": done, "total": total}
-            _write(work, job)
-    try:
-        job.update(status="done", summary=publish(fields, source, principal, progress))
-    except (ValueError, DefinitionError) as e:
-        job.update(status="failed", error=str(e))
-    except Exception as e:  # noqa: BLE001 -- reported to the owner, without internals
-        job.update(status="failed", error=f"{type(e).__name__}: "
-                                          f"{(str(e).strip().splitlines() or [''])[0]}"[:300])
-    finally:
-        if source is not None:
-            source.unlink(missing_ok=True)
-    job["finished"] = _now()
-    _write(work, job)
-
-
 def _view(job: dict, base: str) -> dict:
-    out = {k: job[k] for k in ("id", "status", "layer", "created", "finished", "progress",
-                               "summary", "error")}
+    out = {k: job[k] for k in ("id", "status", "layer", "summary", "error")}
+    when = times(job)
+    out.update(created=when["created"], finished=when["finished"],
+               progress={"rows": job["rows"], "total": job["total"]})
     out["links"] = [{"rel": "self", "type": "application/json",
                      "href": f"{base}/jobs/{job['id']}"}]
     if job["status"] == "done":
