@@ -246,22 +246,17 @@ def case_setup():
     its checks, the polygons that place a case, and the geocoder for a report given by
     address (a match at house-number level or finer, else a 400 with the candidates)."""
     from .cases import CaseSetup, WorkflowError
-    from .geocode import MATCH, AddressError, check_query, geocode
+    from .geocode import AddressError
+    from .geocode import locate as locate_address
     from .security import ANONYMOUS
 
     cases = layers()["cases"]
 
     def locate(conn, address: str, at):
         try:
-            found = geocode(conn, geocode_sources(), check_query(address), at, 3, ANONYMOUS)
+            best = locate_address(conn, geocode_sources(), address, at, ANONYMOUS)
         except AddressError as e:
-            raise WorkflowError(f"address: {str(e).removeprefix('q: ')}") from None
-        best = found[0] if found else None
-        if best is None or best.score < MATCH or best.level not in ("number", "building",
-                                                                      "unit"):
-            near = "; ".join(f"{c.address} ({c.score:.2f})" for c in found) or "none"
-            raise WorkflowError(f"address {address!r} matches no standard address; "
-                                f"candidates: {near}")
+            raise WorkflowError(str(e)) from None
         return best.lon, best.lat
     return CaseSetup(cases.name, cases.sharing, cases.spec, cases.validate, "grid-cells",
                      "admin-areas", locate)

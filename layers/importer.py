@@ -329,7 +329,7 @@ def address_lookup(conn: psycopg.Connection, at=None) -> Callable[[str], BaseGeo
     ValueError with the best candidates, the reason the row is rejected."""
     from datetime import UTC, datetime
 
-    from gisplatform.geocode import MATCH, AddressError, Source, Sources, check_query, geocode
+    from gisplatform.geocode import AddressError, Source, Sources, locate
     from gisplatform.security import ANONYMOUS
     from layers import LAYERS
 
@@ -341,17 +341,10 @@ def address_lookup(conn: psycopg.Connection, at=None) -> Callable[[str], BaseGeo
     def lookup(addr: str) -> BaseGeometry:
         if addr not in cache:
             try:
-                found = geocode(conn, sources, check_query(addr), when, 3, ANONYMOUS)
-            except AddressError as e:
-                found, cache[addr] = [], f"address {addr!r}: {str(e).removeprefix('q: ')}"
-            best = found[0] if found else None
-            if best is not None and best.score >= MATCH and best.level in (
-                    "number", "building", "unit"):
+                best = locate(conn, sources, addr, when, ANONYMOUS)
                 cache[addr] = shapely.Point(best.lon, best.lat)
-            elif addr not in cache:
-                near = "; ".join(f"{c.address} ({c.score:.2f})" for c in found) or "none"
-                cache[addr] = (f"address {addr!r} matches no standard address (score ≥ "
-                               f"{MATCH} needed); best candidates: {near}")
+            except AddressError as e:
+                cache[addr] = str(e)
         got = cache[addr]
         if isinstance(got, str):
             raise ValueError(got)

@@ -36,7 +36,7 @@ from gisplatform.security import (
     require,
     require_role,
 )
-from gisplatform.temporal import BEIJING_TIME, Feature, LayerSpec, TemporalStore
+from gisplatform.temporal import BEIJING_TIME, Feature, LayerSpec, TemporalStore, contains_sql
 
 from .limits import time_limit
 from .workflow import ROLE, Applied, Conflict, Step, WorkflowError, apply, check
@@ -77,8 +77,7 @@ def _now() -> datetime:
 
 def _place(conn, setup: CaseSetup, lon: float, lat: float, at: datetime) -> tuple:
     """(grid_code, division_code) of the point at `at`, by point-in-polygon."""
-    cur = ("upper_inf(v.recorded) and lower(v.valid) <= %(at)s"
-           " and (upper_inf(v.valid) or upper(v.valid) > %(at)s)")
+    cur = "upper_inf(v.recorded) and " + contains_sql("v.valid", "%(at)s")
     return conn.execute(sql.SQL(
         "with p as (select st_setsrid(st_point(%(x)s, %(y)s), 4490) g) select"
         " (select v.grid_code from {g} v, p where st_intersects(v.geom, p.g) and " + cur
@@ -89,12 +88,16 @@ def _place(conn, setup: CaseSetup, lon: float, lat: float, at: datetime) -> tupl
         {"x": lon, "y": lat, "at": at}).fetchone()
 
 
+def _department(conn, code: str) -> str | None:
+    """A department's name from the directory (city.departments), None when unknown."""
+    row = conn.execute("select name from city.departments where code = %s", (code,)).fetchone()
+    return row[0] if row else None
+
+
 def _department_name(conn, principal: Principal) -> str | None:
     if principal.department is None:
         return None
-    row = conn.execute("select name from city.departments where code = %s",
-                       (principal.department,)).fetchone()
-    return row[0] if row else principal.department
+    return _department(conn, principal.department) or principal.department
 
 
 def report(conn: psycopg.Connection, setup: CaseSetup, feature: dict,
@@ -189,11 +192,9 @@ def take_step(conn: psycopg.Connection, setup: CaseSetup, number: str, step: Ste
         department = step.department
         if step.action == "dispatch":
             if department is not None:
-                row = conn.execute("select name from city.departments where code = %s",
-                                   (department,)).fetchone()
-                if row is None:
-                    raise WorkflowError(f"department: unknown department {department!r}")
-                department = row[0]
+                department = _department(conn, department)
+                if department is None:
+                    raise WorkflowError(f"department: unknown department {step.department!r}")
             kwargs["limit"] = time_limit(conn, case["kind"], case["big_class"], at)
         elif step.action == "resume":
             history = setup.store.history(conn, number)

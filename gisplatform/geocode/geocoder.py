@@ -33,8 +33,9 @@ from psycopg import sql
 from rapidfuzz import fuzz, process
 
 from gisplatform.security import access, require
+from gisplatform.temporal import contains_sql
 
-from .parse import Gazetteer, Parsed, normalize, parse
+from .parse import AddressError, Gazetteer, Parsed, check_query, normalize, parse
 from .rank import MATCH, level, score
 
 SCHEMA = "city"
@@ -82,8 +83,7 @@ class Candidate:
 
 def _current(alias: str = "v") -> str:
     """Valid at %(at)s, as known now."""
-    return (f"upper_inf({alias}.recorded) and lower({alias}.valid) <= %(at)s"
-            f" and (upper_inf({alias}.valid) or upper({alias}.valid) > %(at)s)")
+    return f"upper_inf({alias}.recorded) and " + contains_sql(f"{alias}.valid", "%(at)s")
 
 
 @dataclass(frozen=True)
@@ -147,6 +147,25 @@ _BY_TEXT = """
     select v.fid, v.address, v.street_name, v.division_code, st_x(v.geom), st_y(v.geom)
     from {t} v where """ + _current() + """
     order by city.trgm_key(%(q)s) <<-> city.trgm_key(v.address) limit %(n)s"""
+
+
+PLACED = ("number", "building", "unit")  # levels that place a record at an address
+
+
+def locate(conn, sources: Sources, text: str, at: datetime, principal=None) -> Candidate:
+    """The standard address `text` names, where a record (an imported row, a reported
+    case) is placed: the best candidate when it is a match (score ≥ MATCH) at house-number
+    level or finer; else AddressError naming the best candidates."""
+    try:
+        found = geocode(conn, sources, check_query(text), at, 3, principal)
+    except AddressError as e:
+        raise AddressError(f"address {text!r}: {str(e).removeprefix('q: ')}") from None
+    best = found[0] if found else None
+    if best is None or best.score < MATCH or best.level not in PLACED:
+        near = "; ".join(f"{c.address} ({c.score:.2f})" for c in found) or "none"
+        raise AddressError(f"address {text!r} matches no standard address (score ≥ {MATCH}"
+                           f" needed); best candidates: {near}")
+    return best
 
 
 def _addresses(conn, sources: Sources, q: Parsed, norm: str, at: datetime,

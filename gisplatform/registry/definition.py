@@ -55,6 +55,11 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _zh_en(zh: str, en: str) -> str:
+    """"中文 English", or whichever is there: how titles are shown."""
+    return " ".join(t for t in (zh, en) if t)
+
+
 class AttributeDefinition(_Model):
     name: Annotated[str, Field(max_length=48)]
     type: str = "text"
@@ -110,7 +115,7 @@ class AttributeDefinition(_Model):
 
     @property
     def title(self) -> str:
-        return " ".join(t for t in (self.title_zh, self.title_en) if t)
+        return _zh_en(self.title_zh, self.title_en)
 
 
 class TileDefinition(_Model):
@@ -201,7 +206,7 @@ class LayerDefinition(_Model):
 
     @property
     def title(self) -> str:
-        return " ".join(t for t in (self.title_zh, self.title_en) if t) or self.name
+        return _zh_en(self.title_zh, self.title_en) or self.name
 
     def spec(self) -> LayerSpec:
         return LayerSpec(self.name, self.geometry_type, tuple(
