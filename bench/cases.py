@@ -9,9 +9,10 @@ threads:
   role check, per-case lock, state check, time limit, new version, timeline row);
 - hot: all clients dispatch the same registered case at once, case after case: one wins,
   the others are 409 — the losers' latency is what a contended case costs;
-- peer: each client PATCHes its own cases with the same change (status, department,
-  dispatched_at, deadline) through OGC API Features Part 4 (`write` grant): the store's
-  new version without the workflow.
+- peer: each client PATCHes its own cases through OGC API Features Part 4 (`write`
+  grant): a new version of the case, as a step writes, without the workflow. The
+  description changes, since the lifecycle fields (status, deadline …) are the
+  workflow's alone and a plain write that changes them is refused (409).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import argparse
 import sys
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -148,11 +149,8 @@ def main() -> None:
             def patch(i, c):
                 out = []
                 for number in peer[i * args.per_client:(i + 1) * args.per_client]:
-                    now = datetime.now(UTC)
                     change = {"type": "Feature", "properties": {
-                        "status": "dispatched", "department": "住建局",
-                        "dispatched_at": now.isoformat(),
-                        "deadline": (now + timedelta(hours=4)).isoformat()}}
+                        "description": f"井盖缺失 {datetime.now(UTC):%H:%M:%S.%f}"}}
                     s = time.perf_counter()
                     r = c.patch(f"{base}/ogc/collections/cases/items/{number}", json=change,
                                 headers=wauth)

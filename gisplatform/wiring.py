@@ -159,7 +159,8 @@ def ogc_collections() -> list[catalog.Collection]:
                 cid, kind, layer.spec, layer.sharing, layer.department, layer.keywords, personal,
                 prepare=row_checker(layer) if kind == catalog.SNAPSHOT else None,
                 tiles=layer.name if kind == catalog.SNAPSHOT else None,
-                fid_attribute=layer.fid if isinstance(layer.fid, str) else None))
+                fid_attribute=layer.fid if isinstance(layer.fid, str) else None,
+                workflow=layer.workflow))
     for cid, level, title in (("population-grid", "grid", "人口网格统计 Population per grid cell"),
                               ("population-areas", "area", "人口区划统计 Population per district")):
         spec = LayerSpec(cid, "MultiPolygon", title=title, extra={"level": level},
@@ -260,6 +261,14 @@ def case_setup():
         return best.lon, best.lat
     return CaseSetup(cases.name, cases.sharing, cases.spec, cases.validate, "grid-cells",
                      "admin-areas", locate)
+
+
+def case_classes() -> dict:
+    """The classes a case is reported under, with their Chinese names (GET
+    /api/cases/classes): layers/city_management's code tables."""
+    from layers.city_management import case_classes as classes
+
+    return classes()
 
 
 def row_checker(layer):

@@ -6,6 +6,7 @@ from gisplatform.registry.layer import (  # noqa: F401 -- re-exported for the la
     KeyedFid,
     Layer,
     TileSettings,
+    Workflow,
     check_choice,
     check_range,
     no_checks,

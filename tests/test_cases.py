@@ -486,3 +486,41 @@ def test_oversized_or_unsized_bodies_are_refused_before_reading(url, live, tmp_p
                        f"Authorization: Bearer {accept}\r\nContent-Type: image/jpeg\r\n"
                        "Transfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n").encode())
             assert b" 411 " in s.recv(4096).split(b"\r\n")[0]
+
+
+def test_plain_ogc_writes_cannot_forge_the_lifecycle(url, live):
+    """A `write` grant edits a case's description, never its status, deadline or times:
+    those are the workflow's, so the evaluation figures stand on them."""
+    with psycopg.connect(url, autocommit=True) as c:
+        number = new_case(c)
+        drive(c, number, Step("register"), Step("dispatch", "zhujian"))
+        writer = create_token(c, "chengguan", [("cases", "write")])[1]
+        before = written(c, number)
+    auth = {"Authorization": f"Bearer {writer}", "Content-Type": "application/geo+json"}
+    item = f"{live}/ogc/collections/cases/items/{number}"
+    for forged in ({"status": "closed"}, {"deadline": "2099-01-01T00:00:00+08:00"},
+                   {"handled_at": "2099-01-01T00:00:00+08:00"}, {"rework_count": 0,
+                                                                 "department": "gongan"}):
+        r = httpx.patch(item, json={"properties": forged}, headers=auth, timeout=30)
+        assert r.status_code == 409, (forged, r.text)
+        assert "/api/cases/{case_number}/steps" in r.json()["description"]
+    assert httpx.patch(item, json={"properties": {"status": "closed"}}, timeout=30,
+                       headers={"Content-Type": "application/geo+json"}).status_code == 401
+    r = httpx.delete(item, headers=auth, timeout=30)
+    assert r.status_code == 409, r.text
+    r = httpx.post(f"{live}/ogc/collections/cases/items", headers=auth, timeout=30, json={
+        "type": "Feature", "geometry": {"type": "Point", "coordinates": INSIDE},
+        "properties": {"case_number": "FS1", "kind": "event", "big_class": "01",
+                       "source": "patrol", "status": "closed",
+                       "reported_at": "2026-01-01T00:00:00+08:00"}})
+    assert r.status_code == 409, r.text
+    with psycopg.connect(url) as c:
+        assert written(c, number) == before  # nothing written by the refusals
+        assert c.execute("select count(*) from city.cases_version where fid = 'FS1'"
+                         ).fetchone()[0] == 0
+    # a plain field is a plain write: a new version, the lifecycle as it was
+    r = httpx.patch(item, json={"properties": {"description": "井盖缺失（西侧）"}},
+                    headers=auth, timeout=30)
+    assert r.status_code == 204, r.text
+    got = httpx.get(f"{live}/api/cases/{number}", timeout=30).json()["properties"]
+    assert (got["description"], got["status"]) == ("井盖缺失（西侧）", "dispatched")

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from psycopg_pool import ConnectionPool
 
 from gisplatform.temporal import LayerSpec
+
+if TYPE_CHECKING:
+    from gisplatform.registry.layer import Workflow
 
 SNAPSHOT, HISTORY, AGGREGATE = "snapshot", "history", "aggregate"
 
@@ -36,6 +40,8 @@ class Collection:
     # The attribute whose value is the fid (layers/registry.py Layer.fid, when a name): a
     # property filter on it is answered through the primary key.
     fid_attribute: str | None = None
+    # Fields only another path writes (registry.layer.Workflow), None: transactions are plain.
+    workflow: Workflow | None = None
 
     @property
     def layer(self) -> str:

@@ -570,7 +570,30 @@ class TemporalProvider(BaseProvider):
         except TemporalError as e:
             raise ProviderInvalidQueryError(user_msg=str(e)) from None
 
+    def _workflow_owned(self, what: str):
+        """409 for a create or retire on a layer whose lifecycle its workflow writes."""
+        wf = self.collection.workflow
+        if wf is not None:
+            self._writer()  # 401/403 first, as for every write
+            raise Conflict(user_msg=f"{self.collection.id}: {what} through {wf.path}, "
+                                    "not OGC transactions")
+
+    def _check_workflow_fields(self, feature, conn, store):
+        """409 when an update changes a field the layer's workflow owns (its status,
+        deadline …): the workflow alone writes those, so the evaluation can trust them."""
+        wf = self.collection.workflow
+        if wf is None:
+            return
+        cur = store.current(conn, feature.fid)
+        if cur is None:
+            return  # the store's own error (404) follows
+        changed = sorted(f for f in wf.fields if feature.properties.get(f) != cur.get(f))
+        if changed:
+            raise Conflict(user_msg=f"{self.collection.id}: {', '.join(changed)} "
+                                    f"change only through {wf.path}")
+
     def create(self, data):
+        self._workflow_owned("new items are made")
         fid, feature = self._feature_in(data)
         self._write("create", fid, lambda store, conn: store.insert(conn, [feature]))
         return fid
@@ -580,7 +603,11 @@ class TemporalProvider(BaseProvider):
         if fid != str(identifier):
             raise ProviderInvalidQueryError(
                 user_msg=f"the body describes {fid}, not {identifier}: ids are not changed by update")
-        self._write("replace", fid, lambda store, conn: store.update(conn, [feature]))
+
+        def replace(store, conn):
+            self._check_workflow_fields(feature, conn, store)
+            store.update(conn, [feature])
+        self._write("replace", fid, replace)
         return True
 
     def patch(self, identifier, data):
@@ -605,6 +632,7 @@ class TemporalProvider(BaseProvider):
         return self.update(identifier, json.dumps(merged, default=str))
 
     def delete(self, identifier):
+        self._workflow_owned("items end")
         # delete = retire: the object ends now, its history stays
         self._write("retire", str(identifier),
                     lambda store, conn: store.retire(conn, [str(identifier)]))

@@ -52,6 +52,15 @@ class TileSettings:
 
 
 @dataclass(frozen=True)
+class Workflow:
+    """A layer whose lifecycle another path writes (the case workflow): plain OGC
+    transactions may not create or retire its objects nor change `fields`; `path` says
+    where those writes go instead."""
+    path: str
+    fields: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class KeyedFid:
     """The fid is a keyed pseudonym (gisplatform.security.pseudonyms) of a personal
     attribute, after `normalize` (which raises ValueError for a bad value): stable for one
@@ -74,6 +83,7 @@ class Layer:
     validate: Callable[[dict], list[str]] = no_checks
     keywords: tuple[str, ...] = field(default=())
     tiles: TileSettings = field(default_factory=TileSettings)
+    workflow: Workflow | None = None
 
     @property
     def name(self) -> str:

@@ -8,12 +8,13 @@ from gisplatform.temporal import LayerSpec
 
 from ..codes import (
     COMPONENT_CLASSES,
+    COMPONENT_SMALL_CLASSES,
     EVENT_CLASSES,
     validate_component_code,
     validate_grid_code,
     validate_uscc,
 )
-from ..registry import UNCONDITIONAL, Layer, TileSettings, check_choice
+from ..registry import UNCONDITIONAL, Layer, TileSettings, Workflow, check_choice
 
 DEPARTMENT = "抚顺市城市管理综合行政执法局 City Management Bureau"
 COMPONENT_STATES = {"normal", "damaged", "lost", "removed"}
@@ -108,7 +109,11 @@ CASES = Layer(
                     "city.case_steps, overdue status in city.case_status."),
     theme="city_management", department=DEPARTMENT, sharing=UNCONDITIONAL, fid="case_number",
     validate=_check_case, keywords=("案件", "12345", "数字化城管", "cases"),
-    tiles=TileSettings(detail_zoom=14, color="#ff7f00"))
+    tiles=TileSettings(detail_zoom=14, color="#ff7f00"),
+    # the lifecycle is the workflow's (gisplatform/cases): a plain writer cannot forge it
+    workflow=Workflow("POST /api/cases and POST /api/cases/{case_number}/steps", (
+        "case_number", "status", "grid_code", "division_code", "department", "reported_at",
+        "dispatched_at", "deadline", "handled_at", "closed_at", "rework_count")))
 
 RESPONSIBILITY_ZONES = Layer(
     LayerSpec("responsibility-zones", "MultiPolygon", (
@@ -124,3 +129,19 @@ RESPONSIBILITY_ZONES = Layer(
     tiles=TileSettings(detail_zoom=13, color="#fdbf6f"))
 
 LAYERS = (COMPONENTS, CASES, RESPONSIBILITY_ZONES)
+
+
+def case_classes() -> dict:
+    """The classes a case is reported under, as a reporting client picks them (GET
+    /api/cases/classes): per kind its big classes and, where the code tables have them,
+    their small classes, each with its Chinese name. Events have no small-class table here
+    (layers/codes.py), so their `small_classes` are empty."""
+    def big(classes: dict, small: dict) -> list[dict]:
+        return [{"code": c, "name": name,
+                 "small_classes": [{"code": s, "name": n} for s, n in small.items() if s[:2] == c]}
+                for c, name in classes.items()]
+    return {"kinds": [{"code": "event", "name": "事件", "name_en": "Event",
+                       "big_classes": big(EVENT_CLASSES, {})},
+                      {"code": "component", "name": "部件", "name_en": "Component",
+                       "big_classes": big(COMPONENT_CLASSES, COMPONENT_SMALL_CLASSES)}],
+            "sources": sorted(SOURCES)}
