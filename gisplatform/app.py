@@ -8,6 +8,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from functools import partial
 
 from fastapi import FastAPI
 
@@ -153,7 +154,9 @@ def create_app(settings: Settings | None = None, db_url: str | None = None) -> F
     app.include_router(search_router(served.searchables, ogc_pool.connection,
                                      settings.public_url))
     # the case workflow of digital city management (数字城管)
-    app.include_router(cases_router(wiring.case_setup, ogc_pool.connection, settings))
+    app.include_router(cases_router(partial(wiring.case_setup, settings.case_working_hours),
+                                    ogc_pool.connection, settings,
+                                    classes=wiring.case_classes))
     # geocoding and reverse geocoding of Chinese addresses, at any instant
     app.include_router(geocode_router(wiring.geocode_sources, ogc_pool.connection, url,
                                       settings, wiring.city_bbox()))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     # Case photos (gisplatform/cases/photos.py) taken further than this from the case are
     # accepted with a warning.
     case_photo_max_distance_m: float = 200
+    # The periods of a working day (Beijing time) for limits in working hours
+    # (gisplatform/cases/clock.py); holidays and moved days: `gisplatform cases calendar`.
+    case_working_hours: str = "08:30-12:00,13:30-17:30"
     # Open data (gisplatform/opendata/): publish every e.g. "24h" ("0" = never, only by
     # `gisplatform opendata publish`); versions kept per layer; the licence stated.
     opendata_every: str = "0"
@@ -70,6 +73,14 @@ class Settings(BaseSettings):
 
     # How clients reach the server (links in OGC documents); default http://host:port.
     public_base_url: str | None = Field(default=None, validation_alias="GISPLATFORM_PUBLIC_URL")
+
+    @field_validator("case_working_hours")
+    @classmethod
+    def _working_hours(cls, v: str) -> str:
+        from gisplatform.cases.clock import parse_periods
+
+        parse_periods(v)  # ValueError names what is wrong, at start-up
+        return v
 
     @property
     def public_url(self) -> str:

@@ -242,10 +242,11 @@ def geocode_sources():
                    source("buildings"), source("responsibility-zones"), source("place-names"))
 
 
-def case_setup():
+def case_setup(working_hours: str | None = None):
     """What the case workflow (gisplatform/cases) needs of the layers: the cases layer and
-    its checks, the polygons that place a case, and the geocoder for a report given by
-    address (a match at house-number level or finer, else a 400 with the candidates)."""
+    its checks, the polygons that place a case, the geocoder for a report given by address
+    (a match at house-number level or finer, else a 400 with the candidates), and the
+    working day of limits in working hours (default: the settings')."""
     from .cases import CaseSetup, WorkflowError
     from .geocode import AddressError
     from .geocode import locate as locate_address
@@ -259,8 +260,12 @@ def case_setup():
         except AddressError as e:
             raise WorkflowError(str(e)) from None
         return best.lon, best.lat
+    if working_hours is None:
+        from .config import get_settings
+
+        working_hours = get_settings().case_working_hours
     return CaseSetup(cases.name, cases.sharing, cases.spec, cases.validate, "grid-cells",
-                     "admin-areas", locate)
+                     "admin-areas", locate, working_hours)
 
 
 def case_classes() -> dict:

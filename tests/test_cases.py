@@ -4,6 +4,7 @@ across a time-limit change and a suspension, locating a report by its address.""
 
 from __future__ import annotations
 
+import getpass
 import threading
 from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
@@ -183,6 +184,78 @@ def test_deadlines_follow_the_limit_in_effect_and_stop_while_suspended(url):
         moved = datetime.fromisoformat(r["properties"]["deadline"]) - datetime.fromisoformat(
             p["deadline"])
         assert moved == at["resumed"] - at["suspended"] > timedelta(0)
+
+
+def test_working_hour_limits_and_the_clock_of_each_step(url):
+    """A limit in working hours ends inside the working day, as far in working time as
+    the limit; a suspension keeps the working time left; the step due next has its own
+    limit (register from the report)."""
+    from gisplatform.cases.clock import load_clock
+
+    with psycopg.connect(url, autocommit=True) as c:
+        now = datetime.now(UTC)
+        set_limit(c, "event", "02", 3, now, "test", "handle", "working")
+        set_limit(c, "event", "02", 0.5, now, "test", "register", "calendar")
+        number = new_case(c, "02")
+        got = get(c, setup(), number)["properties"]
+        reported = datetime.fromisoformat(got["reported_at"])
+        assert datetime.fromisoformat(got["step_deadline"]) == reported + timedelta(minutes=30)
+        assert got["step_overdue"] is False
+        p = drive(c, number, Step("register"), Step("dispatch", "zhujian"))["properties"]
+        clock = load_clock(c, setup().working_hours)
+        dispatched, deadline = (datetime.fromisoformat(p[k]) for k in ("dispatched_at", "deadline"))
+        assert clock.between(dispatched, deadline, "working") == timedelta(hours=3)
+        assert deadline - dispatched >= timedelta(hours=3)
+        assert p["step_deadline"] == p["deadline"]
+        local = deadline.astimezone(BEIJING_TIME)
+        assert local.weekday() < 5 and (
+            "08:30" < f"{local:%H:%M}" <= "12:00" or "13:30" < f"{local:%H:%M}" <= "17:30")
+        take_step(c, setup(), number, Step("suspend", note="等待审批"), BOSS)
+        r = take_step(c, setup(), number, Step("resume"), BOSS)["properties"]
+        at = {x["step"]: datetime.fromisoformat(x["at"]) for x in r["steps"]}
+        assert clock.between(at["resumed"], datetime.fromisoformat(r["deadline"]), "working") \
+            == clock.between(at["suspended"], deadline, "working")
+        # a later calendar change leaves the deadline set at dispatch alone
+        c.execute("insert into city.work_calendar (day, working, actor) values"
+                  " (%s, false, 'test')", ((deadline.astimezone(BEIJING_TIME)).date(),))
+        assert get(c, setup(), number)["properties"]["deadline"] == r["deadline"]
+        c.execute("delete from city.work_calendar where actor = 'test'")
+
+
+def test_calendar_and_departments_over_http(url, live):
+    with psycopg.connect(url, autocommit=True) as c:
+        manager = create_token(c, "chengguan", [("cases", "manage")])[1]
+        dispatcher = create_token(c, "chengguan", [("cases", "dispatch")])[1]
+    auth = {"Authorization": f"Bearer {manager}"}
+    days = {"days": [{"day": "2032-05-01", "working": False, "note": "劳动节"}]}
+    assert httpx.put(f"{live}/api/cases/calendar", json=days, timeout=30).status_code == 401
+    assert httpx.put(f"{live}/api/cases/calendar", json=days, timeout=30, headers={
+        "Authorization": f"Bearer {dispatcher}"}).status_code == 403
+    r = httpx.put(f"{live}/api/cases/calendar", json=days, headers=auth, timeout=30)
+    assert r.status_code == 200, r.text
+    got = httpx.get(f"{live}/api/cases/calendar", params={"year": 2032}, timeout=30).json()
+    assert [(d["day"], d["working"], d["note"]) for d in got["days"]] == [
+        ("2032-05-01", False, "劳动节")]
+    assert got["working_hours"] == "08:30-12:00,13:30-17:30"
+    for bad in ({"days": [{"day": "2032-13-01", "working": False}]},
+                {"days": [{"day": "2032-05-02", "working": "no"}]},
+                {"days": []}, {"day": "2032-05-01"}, [1]):
+        r = httpx.put(f"{live}/api/cases/calendar", json=bad, headers=auth, timeout=30)
+        assert r.status_code == 400, (bad, r.text)
+    deps = {"departments": [{"code": "shuiwu", "name": "市水务局"}]}
+    r = httpx.put(f"{live}/api/cases/departments", json=deps, headers=auth, timeout=30)
+    assert r.status_code == 200 and {"code": "shuiwu", "name": "市水务局"} in r.json()["departments"]
+    for bad in ({"departments": [{"code": "Shui Wu", "name": "x"}]},
+                {"departments": [{"code": "shuiwu"}]}):
+        r = httpx.put(f"{live}/api/cases/departments", json=bad, headers=auth, timeout=30)
+        assert r.status_code == 400, (bad, r.text)
+    listed = httpx.get(f"{live}/api/cases/departments", timeout=30).json()["departments"]
+    assert {"code": "shuiwu", "name": "市水务局"} in listed
+    # the new department takes cases at once
+    with psycopg.connect(url, autocommit=True) as c:
+        number = new_case(c)
+        r = drive(c, number, Step("register"), Step("dispatch", "shuiwu"))
+        assert r["properties"]["department"] == "市水务局"
 
 
 def test_the_lifecycle_over_http_for_each_role(url, live, tmp_path):
@@ -372,10 +445,34 @@ def test_limits_from_the_command_line(url, live, tmp_path):
                               timeout=120)
     r = run("set-limit", "component", "03", "30", "--effective", "2030-01-01")
     assert r.returncode == 0, r.stderr
-    assert "component\t03\t24 h" in run("limits").stdout  # not yet in effect
-    assert "component\t03\t30 h" in run("limits", "--at", "2030-06-01").stdout
+    assert "component\t03\thandle\t24 h calendar" in run("limits").stdout  # not yet
+    assert "component\t03\thandle\t30 h calendar" in run("limits", "--at", "2030-06-01").stdout
+    r = run("set-limit", "component", "03", "2", "--step", "verify", "--unit", "working",
+            "--effective", "2030-01-01")
+    assert r.returncode == 0, r.stderr
+    got = run("limits", "--at", "2030-06-01").stdout
+    assert "component\t03\tverify\t2 h working" in got
+    assert "component\t03\thandle\t30 h calendar" in got  # each step its own limit
+    assert run("set-day", "2031-10-01", "--holiday", "--note", "国庆节").returncode == 0
+    assert run("set-day", "2031-10-11", "--working").returncode == 0
+    assert run("calendar", "--year", "2031").stdout.splitlines() == [
+        f"2031-10-01\tholiday\t国庆节\tcli:{getpass.getuser()}",
+        f"2031-10-11\tworking\t\tcli:{getpass.getuser()}"]
+    assert run("set-department", "wenlv", "市文化旅游局").returncode == 0
+    assert run("set-department", "wenlv", "市文化旅游和广播电视局").returncode == 0
+    assert "wenlv\t市文化旅游和广播电视局" in run("departments").stdout
+    with psycopg.connect(url) as c:  # both directories keep their history
+        assert c.execute("select old->>'name', new->>'name' from city.directory_changes"
+                         " where tbl = 'departments' and new->>'code' = 'wenlv' order by id"
+                         ).fetchall() == [(None, "市文化旅游局"), ("市文化旅游局", "市文化旅游和广播电视局")]
+        assert c.execute("select count(*) from city.directory_changes where tbl ="
+                         " 'work_calendar' and new->>'day' like '2031-%'").fetchone()[0] == 2
     for bad in (("set-limit", "x", "03", "30"), ("set-limit", "event", "3", "30"),
-                ("set-limit", "event", "03", "0"), ("limits", "--at", "soon")):
+                ("set-limit", "event", "03", "0"), ("limits", "--at", "soon"),
+                ("set-limit", "event", "03", "5", "--step", "fly"),
+                ("set-limit", "event", "03", "5", "--unit", "weeks"),
+                ("set-day", "2031-02-30", "--holiday"), ("set-department", "Bad Code", "x"),
+                ("set-department", "ok", " ")):
         r = run(*bad)
         assert r.returncode == 2 and "Traceback" not in r.stderr, (bad, r.stderr)
 

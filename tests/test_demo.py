@@ -137,7 +137,8 @@ def test_cases_follow_the_lifecycle(demo_url):
             state = {"status": "reported", "kind": "event", "big_class": "01",
                      "deadline": None, "rework_count": 0}
             for s in steps[1:]:  # a step the state does not allow raises Conflict
-                state = apply(state, action[s], datetime.now(), timedelta(hours=1)).properties
+                state = apply(state, action[s], datetime.now(),
+                              datetime.now() + timedelta(hours=1)).properties
             assert (state["status"], state["rework_count"]) == (status, reworks)
             kinds.update(steps)
         assert {"reported", "registered", "dispatched", "handled", "verified",

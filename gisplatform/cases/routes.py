@@ -4,7 +4,12 @@
     POST /api/cases/{case_number}/steps    {"action", "department"?, "result"?, "note"?}
     GET  /api/cases/{case_number}          the case, its deadline, overdue and timeline
     GET  /api/cases/limits                 the time limits in effect
+    GET  /api/cases/classes                the classes a case is reported under (public)
     PUT  /api/cases/limits                 new limits, from an instant on (cases:manage)
+    GET  /api/cases/calendar               the work calendar and working hours
+    PUT  /api/cases/calendar               holidays, moved working days (cases:manage)
+    GET  /api/cases/departments            the department directory
+    PUT  /api/cases/departments            add or rename departments (cases:manage)
     POST /api/cases/{case_number}/photos   a photo (JPEG/PNG/HEIC body) of an open case
     GET  /api/cases/{case_number}/photos/{sha256}.jpg   a photo, for readers of the case
     GET  /api/tasks                        the caller department's inbox
@@ -25,6 +30,8 @@ from gisplatform.errors import problem
 from gisplatform.security import current_principal, require, require_role
 
 from . import photos
+from .directory import calendar, departments, parse_days, parse_departments, set_days
+from .directory import set_departments as set_departments_
 from .limits import limits, parse_limits, set_limit
 from .service import CaseSetup, add_photo, get, photo_file, report, take_step, tasks
 from .workflow import Conflict, Step, WorkflowError
@@ -33,9 +40,11 @@ STEP_FIELDS = {"action", "department", "result", "note", "reason"}
 MAX_JSON = 64 << 10  # bytes of a report or a step: far more than either needs
 
 
-def cases_router(setup: Callable[[], CaseSetup], connect, settings) -> APIRouter:
+def cases_router(setup: Callable[[], CaseSetup], connect, settings,
+                 classes: Callable[[], dict] | None = None) -> APIRouter:
     """`setup()`: the workflow's layers (wiring.py); `connect()`: a pooled connection
-    context manager; `settings`: the public URL, the data dir (photos), the photo distance."""
+    context manager; `settings`: the public URL, the data dir (photos), the photo distance;
+    `classes()`: the case classes with their names (wiring.py), served when given."""
     public_url = settings.public_url
     photo_root = Path(settings.data_dir) / "case-photos"
     router = APIRouter(prefix="/api", tags=["city management"], responses=errors(401, 403))
@@ -85,12 +94,22 @@ def cases_router(setup: Callable[[], CaseSetup], connect, settings) -> APIRouter
         require(current_principal.get(), setup().layer, setup().sharing)
         return await answer(lambda conn: {"limits": limits(conn)})
 
+    if classes is not None:
+        @router.get("/cases/classes", responses={200: {"description": "The case classes."}})
+        async def classes_():
+            """The classes a case is reported under: per kind (event 事件, component 部件)
+            its big classes and their small classes, with Chinese names. A public code table
+            for reporting clients (the phone page /viewer/report.html)."""
+            return JSONResponse(classes(), headers={"Cache-Control": "public, max-age=3600"})
+
     @router.put("/cases/limits", responses={200: {"description": "The limits in effect."},
                                              **errors(400)})
     async def set_limits(request: Request):
-        """Set time limits (a `cases:manage` grant): `{"limits": [{kind, big_class, hours}],
-        "effective"?: instant}`; each applies to cases dispatched from `effective` (default
-        now) on; the earlier limits stay on record."""
+        """Set time limits (a `cases:manage` grant): `{"limits": [{kind, big_class, hours,
+        step?, unit?}], "effective"?: instant}` — `step` the step timed (register, dispatch,
+        handle: the case's deadline, verify, close; default handle), `unit` calendar or
+        working hours (default calendar); each applies to clocks that start from
+        `effective` (default now) on; the earlier limits stay on record."""
         principal = current_principal.get()
         require_role(principal, setup().layer, "manage")
         body = await body_json(request)
@@ -101,10 +120,59 @@ def cases_router(setup: Callable[[], CaseSetup], connect, settings) -> APIRouter
 
         def put(conn):
             with conn.transaction():
-                for kind, big, hours in items:
+                for kind, big, step, hours, unit in items:
                     set_limit(conn, kind, big, hours, effective,
-                              f"token {principal.token_id} ({principal.department})")
+                              f"token {principal.token_id} ({principal.department})", step, unit)
             return {"limits": limits(conn)}
+        return await answer(put)
+
+    @router.get("/cases/calendar", responses={200: {"description": "The work calendar."}})
+    async def get_calendar(year: int | None = None):
+        """The work calendar: the days that break the Monday–Friday week (holidays,
+        moved working days), and the working hours of a working day (Beijing time)."""
+        return await answer(lambda conn: {"working_hours": settings.case_working_hours,
+                                          "days": calendar(conn, year)})
+
+    @router.put("/cases/calendar", responses={200: {"description": "The work calendar."},
+                                              **errors(400)})
+    async def set_calendar(request: Request):
+        """Mark days (a `cases:manage` grant): `{"days": [{"day": "2026-10-01", "working":
+        false, "note"?: "国庆节"}, …]}`; applies to deadlines computed from then on."""
+        principal = current_principal.get()
+        require_role(principal, setup().layer, "manage")
+        try:
+            days = parse_days(await body_json(request))
+        except WorkflowError as e:
+            return problem(400, str(e))
+
+        def put(conn):
+            with conn.transaction():
+                set_days(conn, days, f"token {principal.token_id} ({principal.department})")
+            return {"working_hours": settings.case_working_hours, "days": calendar(conn)}
+        return await answer(put)
+
+    @router.get("/cases/departments", responses={200: {"description": "The directory."}})
+    async def get_departments():
+        """The department directory cases are dispatched to (code, name)."""
+        return await answer(lambda conn: {"departments": departments(conn)})
+
+    @router.put("/cases/departments", responses={200: {"description": "The directory."},
+                                                 **errors(400)})
+    async def set_departments(request: Request):
+        """Add or rename departments (a `cases:manage` grant): `{"departments": [{"code",
+        "name"}, …]}`; every change is logged (city.directory_changes)."""
+        principal = current_principal.get()
+        require_role(principal, setup().layer, "manage")
+        try:
+            items = parse_departments(await body_json(request))
+        except WorkflowError as e:
+            return problem(400, str(e))
+
+        def put(conn):
+            with conn.transaction():
+                set_departments_(conn, items,
+                                 f"token {principal.token_id} ({principal.department})")
+            return {"departments": departments(conn)}
         return await answer(put)
 
     @router.post("/cases/{case_number}/steps", responses={

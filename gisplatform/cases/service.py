@@ -38,6 +38,8 @@ from gisplatform.security import (
 )
 from gisplatform.temporal import BEIJING_TIME, Feature, LayerSpec, TemporalStore, contains_sql
 
+from .clock import load_clock
+from .limits import STEPS as TIMED
 from .limits import time_limit
 from .workflow import ROLE, Applied, Conflict, Step, WorkflowError, apply, check
 
@@ -60,6 +62,7 @@ class CaseSetup:
     grid_cells: str
     admin_areas: str
     locate: Callable[[psycopg.Connection, str, datetime], tuple[float, float]]
+    working_hours: str  # the periods of a working day (clock.py)
     prefix: str = "FS"
 
     @property
@@ -195,12 +198,16 @@ def take_step(conn: psycopg.Connection, setup: CaseSetup, number: str, step: Ste
                 department = _department(conn, department)
                 if department is None:
                     raise WorkflowError(f"department: unknown department {step.department!r}")
-            kwargs["limit"] = time_limit(conn, case["kind"], case["big_class"], at)
+            limit = time_limit(conn, case["kind"], case["big_class"], "handle", at)
+            if limit is not None:
+                kwargs["deadline"] = load_clock(conn, setup.working_hours).add(
+                    at, limit.hours, limit.unit)
         elif step.action == "resume":
             history = setup.store.history(conn, number)
             if len(history) >= 2:
-                kwargs.update(suspended_since=current["valid_from"],
-                              resumes_to=history[-2]["status"])
+                kwargs["resumes_to"] = history[-2]["status"]
+                kwargs["deadline"] = _resumed_deadline(conn, setup, case,
+                                                       current["valid_from"], at)
         applied: Applied = apply(case, Step(step.action, department, step.result, step.note),
                                  at, **kwargs)
         try:
@@ -211,6 +218,41 @@ def take_step(conn: psycopg.Connection, setup: CaseSetup, number: str, step: Ste
         setup.store.update(conn, [Feature(number, geom, applied.properties)], at)
         _log(conn, number, applied.step, at, actor, applied.note)
     return get(conn, setup, number, principal)
+
+
+def _resumed_deadline(conn, setup: CaseSetup, case: dict, since: datetime,
+                      at: datetime) -> datetime | None:
+    """The deadline after a suspension from `since` to `at`: the clock stopped, so what was
+    left of the limit at `since` (in the unit the case was dispatched under) is left at
+    `at`. A case already overdue when suspended stays as far past its deadline."""
+    deadline = case.get("deadline")
+    if deadline is None:
+        return None
+    limit = time_limit(conn, case["kind"], case["big_class"], "handle",
+                       case.get("dispatched_at") or since)
+    unit = limit.unit if limit else "calendar"
+    if unit == "calendar" or deadline <= since:
+        return deadline + (at - since)
+    clock = load_clock(conn, setup.working_hours)
+    left = clock.between(since, deadline, unit)
+    return clock.add(at, left.total_seconds() / 3600, unit)
+
+
+# the step due next from a status, when its clock is not the case's deadline (handle)
+DUE = {"reported": "register", "registered": "dispatch", "handled": "verify",
+       "verified": "close"}
+
+
+def _step_deadline(conn, setup: CaseSetup, props: dict, since: datetime) -> datetime | None:
+    """When the step due next (DUE) must be taken, by its limit in effect at `since` (the
+    last step); None when the case waits on no timed step or none is set."""
+    step = DUE.get(props["status"])
+    if step is None or step not in TIMED:
+        return None
+    limit = time_limit(conn, props["kind"], props["big_class"], step, since)
+    if limit is None:
+        return None
+    return load_clock(conn, setup.working_hours).add(since, limit.hours, limit.unit)
 
 
 def get(conn: psycopg.Connection, setup: CaseSetup, number: str,
@@ -232,14 +274,18 @@ def get(conn: psycopg.Connection, setup: CaseSetup, number: str,
     props["overdue"] = deadline is not None and stop > deadline
     props["remaining_s"] = (round((deadline - now).total_seconds())
                             if deadline is not None and props["status"] == "dispatched" else None)
+    steps = conn.execute(
+        "select s.step, s.at, s.actor, s.note, coalesce(array_agg(p.sha256"
+        " order by p.id) filter (where p.id is not null), '{}')"
+        " from city.case_steps s left join city.case_photos p on p.step_id = s.id"
+        " where s.case_number = %s group by s.id order by s.at, s.id", (number,)).fetchall()
     props["steps"] = [{"step": s, "department": actor, "at": at.isoformat(), "note": note,
-                       "photos": list(photos)}
-                      for s, at, actor, note, photos in conn.execute(
-                          "select s.step, s.at, s.actor, s.note, coalesce(array_agg(p.sha256"
-                          " order by p.id) filter (where p.id is not null), '{}')"
-                          " from city.case_steps s left join city.case_photos p"
-                          " on p.step_id = s.id where s.case_number = %s"
-                          " group by s.id order by s.at, s.id", (number,))]
+                       "photos": list(photos)} for s, at, actor, note, photos in steps]
+    # the step due next and its time: the deadline when dispatched, else its own limit
+    due = (props["deadline"] if props["status"] == "dispatched"
+           else _step_deadline(conn, setup, props, steps[-1][1]) if steps else None)
+    props["step_deadline"] = due
+    props["step_overdue"] = due is not None and now > due
     for k, v in list(props.items()):
         if isinstance(v, datetime):
             props[k] = v.isoformat()

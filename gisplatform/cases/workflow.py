@@ -12,14 +12,15 @@ is dispatched to), `verify` verifies, `close` closes. Anything else from a state
 `Conflict` naming the actions allowed there.
 
 `apply` is pure: the case's properties and the step → the new properties. The deadline is
-set at dispatch (the time limit of the case's kind and class, as it stood at that moment:
-limits.py) and pushed back on resume by the time the case was suspended (the clock stops).
+set at dispatch (the time limit of the case's kind and class, as it stood at that moment,
+on the case clock: limits.py, clock.py) and pushed back on resume by the time the case was
+suspended (the clock stops); the service computes both, `apply` records them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 ROLE = {"register": "accept", "reject": "accept", "dispatch": "dispatch", "handle": "handle",
         "verify": "verify", "close": "close", "suspend": "dispatch", "resume": "dispatch"}
@@ -80,11 +81,12 @@ class Applied:
     note: str | None
 
 
-def apply(case: dict, step: Step, at: datetime, limit: timedelta | None = None,
-          suspended_since: datetime | None = None, resumes_to: str | None = None) -> Applied:
-    """The case after `step` at `at`. `limit`: the time limit for a dispatch (limits.py);
-    `suspended_since` and `resumes_to`: for a resume, when the case was suspended and the
-    state it returns to. Conflict / WorkflowError say why not."""
+def apply(case: dict, step: Step, at: datetime, deadline: datetime | None = None,
+          resumes_to: str | None = None) -> Applied:
+    """The case after `step` at `at`. `deadline`: for a dispatch, when handling is due (the
+    time limit in effect on the case clock: limits.py, clock.py); for a resume, the deadline
+    pushed back by the time suspended. `resumes_to`: the state a resume returns to.
+    Conflict / WorkflowError say why not."""
     check(case["status"], step.action)
     if step.action in ("reject", "suspend") and not (step.note or "").strip():
         raise WorkflowError(f"{step.action}: a reason is required")
@@ -92,11 +94,11 @@ def apply(case: dict, step: Step, at: datetime, limit: timedelta | None = None,
     if step.action == "dispatch":
         if not step.department:
             raise WorkflowError("dispatch: department is required (a department's code)")
-        if limit is None:
+        if deadline is None:
             raise WorkflowError(f"dispatch: no time limit for {case['kind']} class "
                                 f"{case['big_class']} (gisplatform cases limits)")
         new.update(status="dispatched", department=step.department, dispatched_at=at,
-                   deadline=at + limit)
+                   deadline=deadline)
     elif step.action == "verify":
         if step.result not in ("pass", "rework"):
             raise WorkflowError("verify: result is pass or rework")
@@ -107,10 +109,9 @@ def apply(case: dict, step: Step, at: datetime, limit: timedelta | None = None,
                        rework_count=(case.get("rework_count") or 0) + 1)
             kind = "reworked"
     elif step.action == "resume":
-        if suspended_since is None or resumes_to is None:
+        if resumes_to is None:
             raise WorkflowError("resume: the suspension is not on record")
-        if new.get("deadline") is not None:  # the clock stopped while suspended
-            new["deadline"] = new["deadline"] + (at - suspended_since)
+        new["deadline"] = deadline  # the clock stopped while suspended
         new["status"] = resumes_to
     else:
         new["status"] = kind

@@ -94,6 +94,8 @@ OTHER_TABLES = {
     # the case workflow (migration 0022): read by each step through the coordinator
     "case_time_limits": (LOCAL, "case handling time limits, versioned; a few dozen rows"),
     "case_photos": (LOCAL, "which case and step each photo came with (files in the data dir)"),
+    "work_calendar": (LOCAL, "holidays and moved working days; read by each step's clock"),
+    "directory_changes": (LOCAL, "append-only log of department and calendar edits"),
     "alembic_version": (LOCAL, "migration bookkeeping"),
 }
 

@@ -113,7 +113,7 @@ def cases(ctx: Ctx):
         for step, t in actions:
             if t > ctx.until:
                 break
-            done = apply(state, step, t, limit if step.action == "dispatch" else None)
+            done = apply(state, step, t, t + limit if step.action == "dispatch" else None)
             state = done.properties
             versions.append((t, state))
             steps.append((number, done.step, t,
