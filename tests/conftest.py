@@ -175,3 +175,27 @@ def live(demo_url, tmp_path_factory):
     """The app served over the demo database (see `serving`)."""
     with serving(demo_url, tmp_path_factory.mktemp("live")) as base:
         yield base
+
+
+# Each case's lifecycle times as its version holds them (what the evaluation reads) and as
+# its timeline (city.case_steps) says: the rows where they differ.
+LIFECYCLE_MISMATCHES = """
+    with s as (
+      select case_number,
+             max(at) filter (where step = 'dispatched') dispatched_at,
+             max(at) filter (where step = 'closed') closed_at,
+             count(*) filter (where step = 'reworked') rework_count,
+             (array_agg(at order by at desc, id desc)
+                filter (where step in ('handled', 'reworked')))[1] last_at,
+             (array_agg(step order by at desc, id desc)
+                filter (where step in ('handled', 'reworked')))[1] last_step
+      from city.case_steps group by case_number)
+    select v.fid, v.dispatched_at, s.dispatched_at, v.handled_at, s.last_step, s.last_at,
+           v.closed_at, s.closed_at, v.rework_count, s.rework_count
+    from city.cases_version v join s on s.case_number = v.fid
+    where upper_inf(v.recorded) and upper_inf(v.valid)
+      and (v.dispatched_at is distinct from s.dispatched_at
+           or v.closed_at is distinct from s.closed_at
+           or coalesce(v.rework_count, 0) <> s.rework_count
+           or v.handled_at is distinct from
+              case when s.last_step = 'handled' then s.last_at end)"""

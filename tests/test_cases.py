@@ -13,7 +13,7 @@ import httpx
 import psycopg
 import pytest
 import shapely
-from conftest import fresh_database, serving
+from conftest import LIFECYCLE_MISMATCHES, fresh_database, serving
 
 from gisplatform import wiring
 from gisplatform.cases import Conflict, Step, WorkflowError, get, report, set_limit, take_step
@@ -621,3 +621,12 @@ def test_plain_ogc_writes_cannot_forge_the_lifecycle(url, live):
     assert r.status_code == 204, r.text
     got = httpx.get(f"{live}/api/cases/{number}", timeout=30).json()["properties"]
     assert (got["description"], got["status"]) == ("井盖缺失（西侧）", "dispatched")
+
+
+def test_the_versions_hold_the_timelines_times(url):
+    """What the evaluation reads of a case (dispatched, handled, closed, reworks) is what
+    its timeline in city.case_steps says, for every case the other tests drove (run last)."""
+    with psycopg.connect(url) as c:
+        assert c.execute("select count(*) from city.case_steps where step = 'reworked'"
+                         ).fetchone()[0] > 0
+        assert c.execute(LIFECYCLE_MISMATCHES).fetchall() == []

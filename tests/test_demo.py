@@ -6,7 +6,7 @@ import hashlib
 
 import psycopg
 import pytest
-from conftest import DEMO_UNTIL, fresh_database
+from conftest import DEMO_UNTIL, LIFECYCLE_MISMATCHES, fresh_database
 
 from gisplatform.security import read_pseudonym_key
 from gisplatform.temporal import TemporalStore, parse_instant
@@ -143,6 +143,8 @@ def test_cases_follow_the_lifecycle(demo_url):
             kinds.update(steps)
         assert {"reported", "registered", "dispatched", "handled", "verified",
                 "closed"} <= kinds
+        # the times the evaluation reads from the versions are the timeline's
+        assert c.execute(LIFECYCLE_MISMATCHES).fetchall() == []
         overdue, total = c.execute("select count(*) filter (where overdue), count(*)"
                                    " from city.case_status").fetchone()
         assert 0 < overdue < total
