@@ -15,6 +15,8 @@ setup, never a reason to skip.
   features, all_tiles_loaded, center_pick (the middle of the canvas hits the tileset),
   bounding_sphere (lon, lat, height, radius), webgl, timings_ms, and "error" when the
   tileset could not be loaded at all. No Cesium ion, no imagery, no network beyond loopback.
+- `viewer_check(url)` / `report_check(url)`: the web viewer, and the field supervisors' phone
+  page (/viewer/report.html, as a phone), driven in headless Chromium (tests/js/*_check.mjs).
 """
 
 from __future__ import annotations
@@ -147,3 +149,18 @@ def viewer_check(url: str, *, timeout_s: float = 100, **options) -> dict:
     if options.get("screenshots"):
         options["screenshots"] = str(options["screenshots"])
     return _node("viewer_check.mjs", options, timeout_s + 60)
+
+
+# --- the field supervisors' phone page -----------------------------------------------
+
+def report_check(url: str, *, timeout_s: float = 60, **options) -> dict:
+    """Drive the phone page served at `url` (…/viewer/report.html) as a phone in headless
+    Chromium through tests/js/report_check.mjs (see there for `options`: token, bad_token,
+    position, photo, offline_photo, report, offline_report, screenshots) and return its
+    report."""
+    require(browser=True)
+    options = {"url": url, "timeout_ms": int(timeout_s * 1000), "chromium": str(CHROMIUM), **options}
+    for k in ("screenshots", "photo", "offline_photo"):
+        if options.get(k):
+            options[k] = str(options[k])
+    return _node("report_check.mjs", options, timeout_s * 3 + 60)

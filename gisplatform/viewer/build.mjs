@@ -4,7 +4,8 @@
 //
 // src/*.js → dist/app.js (esbuild, one ES module; maplibre-gl stays an import resolved by the
 // page's import map to dist/vendor/maplibre-gl.mjs, whose worker sits next to it);
-// index.html, css/ → dist/; node_modules/cesium/Build/Cesium (Cesium.js + Workers, Assets,
+// stats.js and report.js → dist/ (the statistics page, the field supervisors' phone page);
+// index.html, stats.html, report.html, css/ → dist/; node_modules/cesium/Build/Cesium (Cesium.js + Workers, Assets,
 // ThirdParty, Widgets) → dist/vendor/cesium/ (CESIUM_BASE_URL; loaded on the first switch
 // to 3D). Nothing is fetched from the network at build or at run time.
 //
@@ -21,7 +22,7 @@ const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = join(HERE, "..", "..");
 const DIST = join(HERE, "dist");
 const NM = join(ROOT, "node_modules");
-const SOURCES = ["build.mjs", "index.html", "stats.html", "src", "css"];
+const SOURCES = ["build.mjs", "index.html", "stats.html", "report.html", "src", "css"];
 
 function files(path) {
   if (!existsSync(path)) return [];
@@ -65,8 +66,16 @@ async function main() {
     bundle: true, format: "esm", minify: true, sourcemap: true, target: ["chrome110", "firefox115", "safari16"],
     legalComments: "none", logLevel: "warning",
   });
+  // the field supervisors' phone page (report.html): its own bundle; maplibre-gl from the
+  // import map, as app.js
+  await esbuild.build({
+    entryPoints: [join(HERE, "src", "report.js")], outfile: join(tmp, "report.js"),
+    bundle: true, format: "esm", minify: true, sourcemap: true, target: ["chrome110", "firefox115", "safari16"],
+    external: ["maplibre-gl"], legalComments: "none", logLevel: "warning",
+  });
   cpSync(join(HERE, "index.html"), join(tmp, "index.html"));
   cpSync(join(HERE, "stats.html"), join(tmp, "stats.html"));
+  cpSync(join(HERE, "report.html"), join(tmp, "report.html"));
   cpSync(join(HERE, "css"), join(tmp, "css"), { recursive: true });
   const ml = join(NM, "maplibre-gl", "dist");
   for (const f of ["maplibre-gl.mjs", "maplibre-gl-worker.mjs", "maplibre-gl-shared.mjs", "maplibre-gl.css"]) {

@@ -51,6 +51,11 @@ let lang = localStorage.getItem("gp.lang") || "zh";
 if (!TEXT[lang]) lang = "zh";
 const listeners = [];
 
+// A page's own text (its bundle only): { zh: {key: text}, en: {…} } added to the table
+export function addText(texts) {
+  for (const [l, table] of Object.entries(texts)) TEXT[l] = { ...(TEXT[l] || {}), ...table };
+}
+
 export function t(key) {
   return TEXT[lang][key] ?? TEXT.zh[key] ?? key;
 }
