@@ -2,6 +2,7 @@
 // slider, the 2D map, the 3D view and the feature panel. window.gp exposes the state for
 // tests and the screenshot script.
 import { getJSON, HttpError, q, session, setToken } from "./api.js";
+import { CASES, CommandView } from "./command.js";
 import { applyDom, onLang, setLang, currentLang, t } from "./i18n.js";
 import { CONES, Map2D } from "./map2d.js";
 import { conePolygon, Map3D } from "./map3d.js";
@@ -50,7 +51,8 @@ function timeLabel() {
 // the cameras the token may read, at the slider's time (null without a grant)
 async function loadCameras() {
   app.cameraFeatures = null;
-  if (!session.token) return;
+  // only for a token that may read them (the /tiles/ listing says): no refused request
+  if (!session.token || !(app.readable || []).includes("cameras")) return;
   try {
     const fc = await getJSON(`/ogc/collections/cameras/items${q({ f: "json", limit: 5000, datetime: app.time().iso })}`);
     app.cameraFeatures = fc;
@@ -77,6 +79,7 @@ function refresh() {
       await loadCameras();
       app.map2d.cones = cones(app.cameraFeatures);
       await app.map2d.refresh();
+      if (app.command.on) app.command.renderLegend();
       if (app.map3d?.stats.ready) await app.map3d.update();
       if (app.panel.current) await app.panel.open(app.panel.current.layer, app.panel.current.fid, app.panel.current);
     } catch (e) {
@@ -91,6 +94,7 @@ function refresh() {
 
 // --- 2D / 3D ---------------------------------------------------------------------------
 async function setMode(mode) {
+  if (mode === "3d" && app.command?.on) await setCommand(false);
   app.mode = mode;
   $("mode-2d").classList.toggle("on", mode === "2d");
   $("mode-3d").classList.toggle("on", mode === "3d");
@@ -109,6 +113,20 @@ async function setMode(mode) {
     const m = app.map2d.map;
     app.map3d.lookAt(m.getCenter().toArray(), m.getZoom(), $("views").clientHeight);
   }
+  app.resize();
+}
+
+// --- the command view (监督指挥) ------------------------------------------------------------
+// Open cases by status with the overdue marked, a legend, and the department's inbox
+let casesWasVisible = null;
+async function setCommand(on) {
+  if (on === app.command.on) return;
+  if (on && app.mode !== "2d") await setMode("2d");
+  const u = app.map2d.userOf(CASES);
+  if (on) { casesWasVisible = u.visible; u.visible = true; } else if (casesWasVisible !== null) u.visible = casesWasVisible;
+  const shown = app.command.setOn(on);
+  await refresh();
+  await shown;
   app.resize();
 }
 
@@ -174,7 +192,7 @@ async function signIn(token) {
   }
   setToken(token);
   showSession(listing);
-  await refresh();
+  await Promise.all([refresh(), app.command.loadInbox()]);
   return true;
 }
 
@@ -184,6 +202,7 @@ function showSession(listing) {
   $("signin-btn").hidden = signed;
   $("signed-in").hidden = !signed;
   message("");
+  app.readable = signed && listing ? listing.layers.map((l) => l.id) : [];
   if (signed && listing) {
     const unlocked = listing.layers.filter((l) => l.sharing !== "unconditional");
     app.unlocked = unlocked.map((l) => l.id);
@@ -197,7 +216,7 @@ async function signOut() {
   app.unlocked = [];
   $("token-input").value = "";
   showSession(null);
-  await refresh();
+  await Promise.all([refresh(), app.command.loadInbox()]);
 }
 
 // --- start ----------------------------------------------------------------------------------
@@ -210,6 +229,7 @@ async function main() {
   try { app.rasters = (await getJSON("/raster/")).rasters || []; } catch (e) { console.warn("rasters", e); }
   timeLabel();
   app.panel = new Panel(app);
+  app.command = new CommandView(app);
   if (session.token) {
     try { showSession(await getJSON("/tiles/")); } catch { setToken(null); showSession(null); }
   } else showSession(null);
@@ -227,10 +247,13 @@ async function main() {
   slider.addEventListener("change", () => { clearTimeout(timer); refresh(); });
   $("mode-2d").addEventListener("click", () => setMode("2d"));
   $("mode-3d").addEventListener("click", () => setMode("3d"));
+  $("command-btn").addEventListener("click", () => setCommand(!app.command.on));
+  app.map2d.map.on("zoomend", () => { if (app.command.on) app.command.renderLegend(); });
   $("lang").addEventListener("click", () => setLang(currentLang() === "zh" ? "en" : "zh"));
   onLang(() => {
     timeLabel();
     app.map2d.renderTree();
+    app.command.onLang();
     if (session.token) getJSON("/tiles/").then(showSession, () => {});
     if (app.panel.current) app.panel.open(app.panel.current.layer, app.panel.current.fid, app.panel.current);
   });
@@ -250,5 +273,5 @@ async function main() {
   document.body.dataset.ready = "1";
 }
 
-Object.assign(app, { refresh, search, signIn, signOut, setMode, CONES, CENTER, settled: () => refreshing });
+Object.assign(app, { refresh, search, signIn, signOut, setMode, setCommand, CONES, CENTER, settled: () => refreshing });
 main().catch((e) => { console.error("viewer failed to start", e); message(String(e.message || e)); });

@@ -1,6 +1,7 @@
 // The 2D map (MapLibre GL JS) over the platform's MapLibre style, and the layer tree.
 import * as maplibregl from "maplibre-gl";
 import { getJSON, q, rel, session } from "./api.js";
+import { CASES, commandFilter, commandLayers } from "./command.js";
 import { split, t } from "./i18n.js";
 
 // Layers drawn at first (the others are in the tree, unticked; the hillshade only shows
@@ -69,6 +70,12 @@ export class Map2D {
         metadata: { "gisplatform:theme": "cctv", "gisplatform:title": `${t("layer.cones")}`, "gp:cones": true },
         paint: { "fill-color": "#e31a1c", "fill-opacity": 0.18 } });
     }
+    if (this.app.command?.on && style.sources[CASES]) {
+      // the command view: open cases by status, the overdue ringed, on top of everything
+      const own = style.layers.find((l) => l.source === CASES && l.id.endsWith("-point"));
+      style.layers = style.layers.filter((l) => l !== own);
+      style.layers.push(...commandLayers(this.app.command.instant(), own?.metadata?.["gisplatform:title"] || CASES));
+    }
     for (const layer of style.layers) {
       if (!layer.source) continue;
       const props = OPACITY_PROPS[layer.type] || [];
@@ -96,6 +103,13 @@ export class Map2D {
     const style = await this.fetchStyle();
     const ids = (s) => JSON.stringify([Object.keys(s.sources), s.layers.map((l) => l.id)]);
     if (before && ids(before) === ids(style)) {
+      // filters first (the command view's carry the instant), drawn once before new tile
+      // URLs: MapLibre pauses a source while its layers change and drops the news of a
+      // new URL that comes meanwhile (it would redraw the old tiles, never fetch the new)
+      const filters = style.layers.filter((l) => this.map.getLayer(l.id)
+        && JSON.stringify(before.layers.find((x) => x.id === l.id)?.filter) !== JSON.stringify(l.filter));
+      for (const l of filters) this.map.setFilter(l.id, l.filter);
+      if (filters.length) await this.frame();
       for (const [id, src] of Object.entries(style.sources)) {
         const live = this.map.getSource(id);
         if (src.tiles && JSON.stringify(before.sources[id].tiles) !== JSON.stringify(src.tiles)) live.setTiles(src.tiles);
@@ -112,6 +126,26 @@ export class Map2D {
     const src = this.map?.getSource(CONES);
     if (src && geojson) src.setData(geojson);
     else return this.refresh();
+  }
+
+  // one frame drawn (the style's changes applied), or a second passed
+  frame() {
+    return new Promise((ok) => {
+      const done = () => { clearTimeout(timer); this.map.off("render", done); ok(); };
+      const timer = setTimeout(done, 1000);
+      this.map.on("render", done);
+      this.map.triggerRepaint();
+    });
+  }
+
+  // the command view at another instant (its filters only)
+  setCommandInstant(at) {
+    for (const l of this.style?.layers || []) {
+      const which = l.metadata?.["gp:command"];
+      if (!which) continue;
+      l.filter = commandFilter(which, at);
+      if (this.map.getLayer(l.id)) this.map.setFilter(l.id, l.filter);
+    }
   }
 
   interactiveLayers() {
@@ -197,6 +231,10 @@ export class Map2D {
     if (Array.isArray(color) && color[0] === "interpolate") {
       const stops = color.slice(3).filter((_, i) => i % 2 === 1);
       return { kind, css: `linear-gradient(90deg,${stops.join(",")})` };
+    }
+    if (Array.isArray(color) && color[0] === "match") { // by category (the command view's statuses)
+      const outs = color.slice(2, -1).filter((_, i) => i % 2 === 1);
+      return { kind, css: `linear-gradient(90deg,${outs.join(",")})` };
     }
     return { kind, css: typeof color === "string" ? color : "#888" };
   }

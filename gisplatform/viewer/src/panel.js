@@ -1,10 +1,14 @@
 // The feature panel: attributes of the OGC item (masked as the token allows), the history
 // timeline (every version with its valid period) and links to the OGC API.
-import { getJSON, q } from "./api.js";
+import { authHeaders, getJSON, q } from "./api.js";
+import { CASES, beijing, className, department, remainingText } from "./command.js";
 import { split, t } from "./i18n.js";
 
 const START_EPOCH = Date.parse("2018-01-01T00:00:00+08:00");
 const HIDDEN = new Set(["vid", "valid_from", "valid_to", "count"]);
+// a case's fields the case view shows above its timeline (the rest go in its table)
+const CASE_SHOWN = new Set(["status", "kind", "big_class", "small_class", "deadline", "overdue", "remaining_s",
+  "department", "description", "reporter_name", "reporter_phone", "steps", "case_number", "step_deadline", "step_overdue"]);
 
 const el = (tag, props = {}, ...kids) => {
   const e = document.createElement(tag);
@@ -30,12 +34,15 @@ export class Panel {
     this.body = document.getElementById("panel-body");
     this.current = null;
     this.seq = 0;
+    this.photoUrls = []; // object URLs of the case photos shown (revoked on the next open)
     document.getElementById("panel-close").addEventListener("click", () => this.close());
   }
 
   close() {
     this.root.hidden = true;
     this.current = null;
+    this.seq += 1;
+    this.dropPhotos();
     this.app.resize();
   }
 
@@ -60,6 +67,7 @@ export class Panel {
     this.app.resize();
     const head = [el("h2", { textContent: this.layerTitle(layer) }), el("div", { class: "fid", textContent: fid ?? "" })];
     this.body.replaceChildren(...head, el("p", { textContent: t("panel.loading") }));
+    if (layer === CASES && fid !== null && fid !== undefined) return this.openCase(seq, fid, head, properties);
     if (layer === "population-grid" || fid === null || fid === undefined) {
       this.body.replaceChildren(...head, el("p", { textContent: t("panel.aggregate") }), this.table(properties));
       this.root.dataset.state = "done";
@@ -97,6 +105,106 @@ export class Panel {
       el("a", { href: historyUrl, target: "_blank", rel: "noopener", textContent: `${t("panel.historyItems")} ↗` })));
     this.body.replaceChildren(...parts);
     this.root.dataset.state = "done";
+  }
+
+  dropPhotos() {
+    for (const u of this.photoUrls) URL.revokeObjectURL(u);
+    this.photoUrls = [];
+  }
+
+  // A case of digital city management: GET /api/cases/{n} — status, deadline, overdue,
+  // remaining time and its timeline (steps with photos). The reporter's contact only as
+  // the API answers it (masked without read_personal). A refusal shows the API's words.
+  async openCase(seq, number, head, properties) {
+    let feature;
+    try {
+      feature = await getJSON(`/api/cases/${encodeURIComponent(number)}`);
+    } catch (e) {
+      if (seq !== this.seq) return;
+      this.dropPhotos();
+      const parts = [...head, el("h3", { textContent: t("case.error") }),
+        el("p", { class: "masked api-error", textContent: `${e.status ? `${e.status} · ` : ""}${e.message || e}` })];
+      const shown = Object.fromEntries(Object.entries(properties || {}).filter(([k]) => !/^reporter_/.test(k)));
+      if (Object.keys(shown).length) parts.push(this.table(shown));
+      this.body.replaceChildren(...parts);
+      this.root.dataset.state = "done";
+      return;
+    }
+    if (seq !== this.seq) return;
+    this.dropPhotos();
+    const p = feature.properties || {};
+    const steps = Array.isArray(p.steps) ? p.steps : [];
+    const status = el("span", { class: `status status-${p.status}`, textContent: t(`status.${p.status}`) });
+    const yesNo = el("span", { class: p.overdue ? "overdue-flag yes" : "overdue-flag no",
+                               textContent: p.overdue ? t("case.yes") : t("case.no") });
+    const row = (key, value, field) => el("tr", {}, el("td", { textContent: t(key), dataset: { field } }),
+      el("td", { class: typeof value === "string" && /\*\*/.test(value) ? "masked" : "" }, value ?? "—"));
+    const summary = el("table", { class: "attributes case-summary" }, el("tbody", {},
+      row("case.status", status, "status"),
+      row("case.class", className(p) || "—", "class"),
+      p.description ? row("case.description", p.description, "description") : null,
+      row("case.department", department(p.department), "department"),
+      row("case.deadline", beijing(p.deadline), "deadline"),
+      row("case.overdue", yesNo, "overdue"),
+      row("case.remaining", remainingText(p.remaining_s), "remaining"),
+      // before dispatch and after handling: the supervision centre's own step due next
+      p.step_deadline && p.status !== "dispatched" ? row("case.stepDeadline",
+        `${beijing(p.step_deadline)}${p.step_overdue ? ` (${t("command.overdue")})` : ""}`, "step_deadline") : null,
+      "reporter_name" in p && p.reporter_name !== null ? row("case.reporter", p.reporter_name, "reporter_name") : null,
+      "reporter_phone" in p && p.reporter_phone !== null ? row("case.phone", p.reporter_phone, "reporter_phone") : null));
+    this.root.dataset.status = p.status || "";
+    this.root.dataset.overdue = String(!!p.overdue);
+    const rest = Object.fromEntries(Object.entries(p).filter(([k]) => !CASE_SHOWN.has(k)));
+    const parts = [...head, summary];
+    if (!this.app.time().now) parts.push(el("p", { class: "note", textContent: t("case.now") }));
+    parts.push(el("h3", { textContent: `${t("case.timeline")} (${steps.length} ${t("case.steps")})` }),
+      el("ol", { class: "case-steps" }, ...steps.map((s) => this.caseStep(number, s))),
+      el("h3", { textContent: t("panel.attributes") }), this.table(rest),
+      el("p", {},
+        el("a", { href: `/ogc/collections/${CASES}/items/${encodeURIComponent(number)}?f=json`, target: "_blank",
+                  rel: "noopener", textContent: `${t("panel.item")} ↗`, className: "item-link" }),
+        " · ",
+        el("a", { href: `/ogc/collections/${CASES}-history/items${q({ f: "json", case_number: number, limit: 500 })}`,
+                  target: "_blank", rel: "noopener", textContent: `${t("panel.historyItems")} ↗` })));
+    this.body.replaceChildren(...parts);
+    this.root.dataset.state = "done";
+  }
+
+  caseStep(number, s) {
+    const photos = el("div", { class: "photos" });
+    const li = el("li", { dataset: { step: s.step, at: s.at || "" } },
+      el("div", { class: "step-head" },
+        el("strong", { class: "step-name", textContent: t(`step.${s.step}`).startsWith("step.") ? s.step : t(`step.${s.step}`) }),
+        el("time", { dateTime: s.at || "", textContent: beijing(s.at) })),
+      el("div", { class: "step-dept", textContent: department(s.department) }),
+      s.note ? el("div", { class: "step-note", textContent: s.note }) : null,
+      (s.photos || []).length ? photos : null);
+    for (const sha of s.photos || []) photos.append(this.photo(number, sha));
+    return li;
+  }
+
+  // a photo: fetched with the token (the URL alone would not carry it), shown from a blob
+  photo(number, sha) {
+    const url = `/api/cases/${encodeURIComponent(number)}/photos/${encodeURIComponent(sha)}.jpg`;
+    const img = el("img", { class: "thumb", alt: t("case.photo"), title: sha });
+    img.dataset.sha = sha;
+    const link = el("a", { class: "photo", target: "_blank", rel: "noopener" }, img);
+    const seq = this.seq;
+    fetch(url, { headers: authHeaders() }).then(async (r) => {
+      if (!r.ok) throw new Error(`${r.status}`);
+      const blob = await r.blob();
+      if (seq !== this.seq) return;
+      const obj = URL.createObjectURL(blob);
+      this.photoUrls.push(obj);
+      img.src = obj;
+      link.href = obj;
+      img.dataset.state = "loaded";
+    }).catch((e) => {
+      if (seq !== this.seq) return;
+      img.dataset.state = "failed";
+      link.replaceWith(el("span", { class: "masked photo-failed", textContent: `${t("case.photoFailed")} (${e.message || e})` }));
+    });
+    return link;
   }
 
   table(props) {
