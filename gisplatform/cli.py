@@ -16,6 +16,7 @@ from models3d.cli import threed_app
 from tiles.cli import tiles_app
 from tiles.raster_cli import raster_app
 
+from .backup.cli import backup_app
 from .cases.cli import cases_app
 from .changefeed import changes_app
 from .config import get_settings
@@ -28,7 +29,15 @@ from .geocode.cli import geocode_command
 from .opendata import opendata_app
 from .security.cli import analyst_app, token_app
 from .stats import stats_app
-from .wiring import CLI_PARTS, all_layers, build_derived, city_bbox, geocode_sources, layers
+from .wiring import (
+    CLI_PARTS,
+    all_layers,
+    backup_stores,
+    build_derived,
+    city_bbox,
+    geocode_sources,
+    layers,
+)
 
 app = typer.Typer(help="Fushun spatio-temporal city platform.", no_args_is_help=True)
 
@@ -71,6 +80,7 @@ def _geocode_sources():
 app.command("geocode")(geocode_command(_geocode_sources))
 app.add_typer(layer_app, name="layer")
 app.add_typer(cases_app, name="cases")
+app.add_typer(backup_app(backup_stores), name="backup")
 out = Console(soft_wrap=True)
 
 
@@ -80,7 +90,7 @@ def friendly(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except EmbeddedError as e:
+        except (EmbeddedError, migrations.DatabaseAhead) as e:
             raise fail(str(e)) from None
     return wrapper
 
@@ -149,8 +159,12 @@ def db_status() -> None:
             raise typer.Exit(3)
     url = database_url(settings)
     rev, head = migrations.current(url), migrations.head()
-    out.print(f"migration revision: {rev or 'none'}"
-              + ("" if rev == head else f" (newest is {head}: run `gisplatform db migrate`)"))
+    try:
+        migrations.refuse_newer(url)
+        advice = "" if rev == head else f" (newest is {head}: run `gisplatform db migrate`)"
+    except migrations.DatabaseAhead:
+        advice = f" (newer than this code's newest, {head}: run the release that migrated it)"
+    out.print(f"migration revision: {rev or 'none'}{advice}")
 
 
 @db_app.command("url")
@@ -343,7 +357,8 @@ def serve(
     get_settings.cache_clear()
     s = get_settings()
     _check_data_dir()
-    database_url(s)  # fail early and clearly if there is no database configured
+    url = database_url(s)  # fail early and clearly if there is no database configured
+    migrations.refuse_newer(url, unreachable_ok=True)  # nor one a newer release migrated
     uvicorn.run("gisplatform.app:create_app", factory=True, host=s.host, port=s.port,
                 workers=workers or s.workers, log_level="info",
                 access_log=False)  # gisplatform.observability logs each request as JSON

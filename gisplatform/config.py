@@ -31,6 +31,13 @@ class Settings(BaseSettings):
     pg_host: str = "127.0.0.1"
     # OS user that runs the embedded server when we are root (initdb refuses root).
     pg_os_user: str = "postgres"
+    # The embedded cluster's WAL archive (point-in-time recovery); default data_dir/wal-archive.
+    wal_archive_dir: Path | None = None
+    # Backups (gisplatform/backup): where they go (default data_dir/backups), how often the
+    # server takes one ("24h"; "0" = only `gisplatform backup create`), how many are kept.
+    backup_dir: Path | None = None
+    backup_every: str = "0"
+    backup_keep: int = 7
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, validation_alias=AliasChoices("PORT", "GISPLATFORM_PORT"))

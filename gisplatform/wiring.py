@@ -395,3 +395,20 @@ class CliParts:
 
 
 CLI_PARTS = CliParts(tile_sources, TILE_DEPENDENTS, city_bbox)
+
+
+def backup_stores(data_dir) -> dict:
+    """The platform's files a backup keeps (gisplatform/backup), by store: registered
+    rasters (COGs), 3D tilesets and real-scene imports, open-data versions, case photos.
+    Caches and job files are rebuilt, not kept."""
+    from pathlib import Path
+
+    from models3d.registry import root as tilesets
+    from tiles.raster import raster_dir
+
+    from .cases.photos import root as photos
+    from .opendata.publication import root as opendata
+
+    d = Path(data_dir)
+    return {"rasters": raster_dir(d), "3d": tilesets(d), "opendata": opendata(d),
+            "case-photos": photos(d)}

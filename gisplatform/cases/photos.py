@@ -51,6 +51,11 @@ class Photo:
     lat: float | None
 
 
+
+def root(data_dir: Path) -> Path:
+    """Where the photos are stored, by SHA-256."""
+    return Path(data_dir) / "case-photos"
+
 def _whole(data: bytes, kind: str) -> None:
     """The bytes are one file of `kind`, with nothing before or after it."""
     if kind == "image/jpeg":

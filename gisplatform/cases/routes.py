@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from pathlib import Path
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse
@@ -46,7 +45,7 @@ def cases_router(setup: Callable[[], CaseSetup], connect, settings,
     context manager; `settings`: the public URL, the data dir (photos), the photo distance;
     `classes()`: the case classes with their names (wiring.py), served when given."""
     public_url = settings.public_url
-    photo_root = Path(settings.data_dir) / "case-photos"
+    photo_root = photos.root(settings.data_dir)
     router = APIRouter(prefix="/api", tags=["city management"], responses=errors(401, 403))
     base = f"{public_url}/api/cases"
 

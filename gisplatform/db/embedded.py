@@ -75,8 +75,11 @@ class EmbeddedPostgres:
     port: int = 55432
     host: str = "127.0.0.1"
     os_user: str = "postgres"
-    # Throwaway clusters (tests) trade durability for speed.
+    # Throwaway clusters (tests) trade durability for speed (and archive no WAL).
     durable: bool = True
+    # Where finished WAL segments are copied (point-in-time recovery: gisplatform/backup);
+    # None: data_dir/wal-archive. Archiving is on for every durable cluster.
+    wal_archive_dir: Path | None = None
 
     def __post_init__(self):
         # The server tools run from / (as the postgres user when we are root): a relative
@@ -86,6 +89,10 @@ class EmbeddedPostgres:
     @property
     def pgdata(self) -> Path:
         return self.data_dir / "pgdata"
+
+    @property
+    def wal_archive(self) -> Path:
+        return Path(self.wal_archive_dir or self.data_dir / "wal-archive").resolve()
 
     @property
     def password_file(self) -> Path:
@@ -125,10 +132,14 @@ class EmbeddedPostgres:
             )
         return proc
 
-    def _give_to_server_user(self, path: Path) -> None:
+    def _give_to_server_user(self, path: Path, recursive: bool = False) -> None:
         who = self._run_as()
-        if who is not None:
-            os.chown(path, who.pw_uid, who.pw_gid)
+        if who is None:
+            return
+        os.chown(path, who.pw_uid, who.pw_gid)
+        if recursive:
+            for p in Path(path).rglob("*"):
+                os.chown(p, who.pw_uid, who.pw_gid, follow_symlinks=False)
 
     def _check_traversable(self) -> None:
         """As root, the server user must be able to reach pgdata through its parents."""
@@ -200,6 +211,17 @@ class EmbeddedPostgres:
         ]
         if not self.durable:
             lines += ["fsync = off", "synchronous_commit = off", "full_page_writes = off"]
+        else:
+            # every finished WAL segment copied to the archive (a .tmp renamed, so a
+            # segment is there whole or not at all; one already there is never overwritten):
+            # with a base backup (gisplatform backup), the cluster at any moment since.
+            # archive_timeout: a quiet cluster's last changes are archived within 5 min.
+            arch = str(self.wal_archive).replace("'", "''")
+            lines += ["wal_level = replica", "archive_mode = on", "archive_timeout = '5min'",
+                      f"archive_command = 'test ! -f \"{arch}/%f\" && cp \"%p\" "
+                      f"\"{arch}/%f.tmp\" && mv \"{arch}/%f.tmp\" \"{arch}/%f\"'"]
+            self.wal_archive.mkdir(parents=True, exist_ok=True)
+            self._give_to_server_user(self.wal_archive)
         conf = self.pgdata / CONF_NAME
         # pgdata is 0700 and owned by the server user; root may still write it.
         conf.write_text("\n".join(lines) + "\n")
@@ -219,6 +241,13 @@ class EmbeddedPostgres:
     def start(self) -> str:
         """Create (first time) and start the cluster, create the database; return its URL."""
         self.init()
+        self.run()
+        self.ensure_database()
+        return self.url()
+
+    def run(self) -> None:
+        """Start the server of an initialised cluster (no database work: a cluster in
+        recovery accepts no writes), unless it runs already."""
         if not self.is_running():
             if _port_in_use(self.host, self.port):
                 raise EmbeddedError(
@@ -231,8 +260,6 @@ class EmbeddedPostgres:
             self._give_to_server_user(self.logfile)
             self._pg("pg_ctl", "start", "-w", "-t", "60", "-D", str(self.pgdata),
                      "-l", str(self.logfile))
-        self.ensure_database()
-        return self.url()
 
     def stop(self) -> bool:
         if not self.is_running():
@@ -269,7 +296,7 @@ def free_port() -> int:
 def from_settings(settings) -> EmbeddedPostgres:
     return EmbeddedPostgres(
         data_dir=settings.data_dir, port=settings.pg_port, host=settings.pg_host,
-        os_user=settings.pg_os_user,
+        os_user=settings.pg_os_user, wal_archive_dir=settings.wal_archive_dir,
     )
 
 

@@ -37,7 +37,40 @@ def migration_module(filename: str) -> ModuleType:
     return module
 
 
+class DatabaseAhead(Exception):
+    """The database was migrated by a newer release than this code: its revision is not
+    one of `migrations/`. The message is the one line to print."""
+
+
+def refuse_newer(url: str, unreachable_ok: bool = False) -> None:
+    """Raise DatabaseAhead, touching nothing, when the database's migration revision is
+    one this code does not know (a later release's). The one check `gisplatform up`,
+    `serve` and `db migrate` make before they start (upgrade() makes it first).
+    `unreachable_ok`: a database that cannot be reached passes (`serve` starts anyway and
+    answers 503 until it is back)."""
+    import psycopg
+    from alembic.script import ScriptDirectory
+
+    try:
+        rev = current(url)
+    except psycopg.OperationalError:
+        if unreachable_ok:
+            return
+        raise
+    if rev is None:
+        return
+    script = ScriptDirectory.from_config(alembic_config("postgresql://"))
+    if rev not in {s.revision for s in script.walk_revisions()}:  # exact, not a prefix
+        raise DatabaseAhead(
+            f"the database is at migration revision {rev}, newer than this code's newest"
+            f" ({script.get_current_head()}): run the release that migrated it (or newer);"
+            " nothing was changed")
+
+
 def upgrade(url: str, revision: str = "head") -> None:
+    """Apply the migrations up to `revision`; DatabaseAhead (nothing applied) when the
+    database is at a revision newer than this code's."""
+    refuse_newer(url)
     command.upgrade(alembic_config(url), revision)
 
 
