@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from functools import partial
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 
 from models3d.routes import threed_router
 from models3d.terrain import terrain_router
@@ -23,11 +23,16 @@ from tiles.service import TileService
 from . import __version__, wiring
 from .api.platform import platform_router, runtime_gauges
 from .api.search import search_router
+from .backup.manifest import backups_dir
+from .backup.schedule import gauges as backup_gauges
+from .backup.schedule import scheduler as backup_scheduler
+from .backup.schedule import status as backup_status
 from .cases.routes import cases_router
 from .changefeed import WebhookDeliverer, changes_router
 from .config import Settings, get_settings
 from .db.connections import make_pool, make_sync_pool
 from .db.embedded import database_url
+from .db.embedded import from_settings as embedded_from_settings
 from .errors import NoNulInPath
 from .errors import install as install_error_handlers
 from .exports import exports_router
@@ -35,7 +40,7 @@ from .geocode.routes import geocode_router
 from .observability import Metrics, RequestLog, configure_logging
 from .ogc.mount import ogc_app, reconfigure
 from .ogc.transactions import patch_router
-from .opendata import opendata_router
+from .opendata import opendata_router, parse_every
 from .registry.routes import layers_router
 from .security.middleware import authenticate
 from .stats import stats_router
@@ -184,9 +189,18 @@ def create_app(settings: Settings | None = None, db_url: str | None = None) -> F
     # titiler over the registered COGs only, by name; its own app, with the same error model
     app.mount("/raster", raster_app(lambda: app.state.pool, settings.data_dir))
 
+    # backups (gisplatform/backup): scheduled by GISPLATFORM_BACKUP_EVERY; the newest one's
+    # age and size in /metrics and /health
+    backups = backups_dir(settings)
+    app.include_router(APIRouter(lifespan=backup_scheduler(
+        url, backups, wiring.backup_stores(settings.data_dir),
+        None if settings.database_url else embedded_from_settings(settings),
+        settings.backup_every, settings.backup_keep)))
     metrics = app.state.metrics = Metrics()
     metrics.add_source(lambda: runtime_gauges(app_pool, ogc_pool, tile_cache))
-    app.include_router(platform_router(metrics))  # /, /health, /metrics
+    metrics.add_source(lambda: backup_gauges(backups))
+    app.include_router(platform_router(  # /, /health, /metrics
+        metrics, lambda: backup_status(backups, parse_every(settings.backup_every))))
 
     app.add_middleware(NoNulInPath)
     app.add_middleware(RequestLog, metrics=metrics)  # outermost: sees every request

@@ -294,3 +294,36 @@ def test_an_external_database_is_dumped_and_restored(pg, root, tmp_path):
     assert r.returncode == 1 and "already holds" in r.stderr
     r = run(env, "backup", "restore", backup_id, "--until", "2026-01-01T00:00:00+08:00")
     assert r.returncode == 1 and "operator" in r.stderr
+
+
+def test_scheduled_backups_keep_the_newest_and_show_in_health(pg, tmp_path, monkeypatch):
+    """GISPLATFORM_BACKUP_EVERY: the server backs up on its own (one replica at a time),
+    keeps GISPLATFORM_BACKUP_KEEP, and /health and /metrics tell the newest one's age."""
+    import httpx
+    from conftest import serving
+
+    url = fresh_database(pg, "backup_scheduled")
+    monkeypatch.setenv("GISPLATFORM_BACKUP_DIR", str(tmp_path / "b"))
+    monkeypatch.setenv("GISPLATFORM_BACKUP_KEEP", "2")
+    for d in ("quiet", "d"):
+        (tmp_path / d).mkdir()
+    with serving(url, tmp_path / "quiet") as base:  # no schedule: a warning, not a failure
+        h = httpx.get(f"{base}/health", timeout=10).json()
+        assert h["status"] == "ok" and "no backup yet" in h["backup"]["warning"]
+    monkeypatch.setenv("GISPLATFORM_BACKUP_EVERY", "1s")
+    with serving(url, tmp_path / "d") as base:
+        deadline, seen = time.monotonic() + 90, set()
+        while time.monotonic() < deadline:
+            now = {d.name for d in (tmp_path / "b").glob("2*") if "." not in d.name}
+            seen |= now
+            if len(seen) >= 3:  # three rounds, and the oldest pruned
+                break
+            time.sleep(0.2)
+        h = httpx.get(f"{base}/health", timeout=10).json()
+        metrics = httpx.get(f"{base}/metrics", timeout=10).text
+    assert h["status"] == "ok" and h["backup"]["last"] and "warning" not in h["backup"]
+    assert h["backup"]["method"] == "pg_dump" and h["backup"]["size_bytes"] > 0
+    assert "gisplatform_backup_last_age_seconds" in metrics
+    done = sorted(d.name for d in (tmp_path / "b").iterdir() if "." not in d.name)
+    assert len(seen) >= 3 and 1 <= len(done) <= 2, (seen, done)  # kept: the newest 2
+    assert min(seen) not in done

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from gisplatform import __version__
 from gisplatform.observability import Metrics
@@ -27,7 +28,8 @@ def runtime_gauges(app_pool, ogc_pool, tile_cache):
     return out
 
 
-def platform_router(metrics: Metrics) -> APIRouter:
+def platform_router(metrics: Metrics, backup_status=lambda: None) -> APIRouter:
+    """`backup_status()`: the newest backup's state for /health (gisplatform/backup)."""
     router = APIRouter(tags=["platform"])
 
     @router.get("/", include_in_schema=False)
@@ -44,7 +46,10 @@ def platform_router(metrics: Metrics) -> APIRouter:
     @router.get("/health", responses={
         200: {"model": Health}, 503: {"model": Health, "description": "The database is unreachable."}})
     async def health(request: Request):
-        """Database reachability and versions; 503 while the database is unreachable."""
+        """Database reachability and versions; 503 while the database is unreachable. The
+        newest backup's age and size, with a warning when there is none or it is old (the
+        platform still serves: never a failure)."""
+        backup = await run_in_threadpool(backup_status)
         try:
             async with request.app.state.pool.connection(timeout=3) as conn:
                 cur = await conn.execute(
@@ -53,7 +58,9 @@ def platform_router(metrics: Metrics) -> APIRouter:
         except Exception as e:  # any failure here means "not healthy", reported, not raised
             return JSONResponse(status_code=503, content={
                 "status": "unavailable", "version": __version__,
-                "database": {"reachable": False, "error": type(e).__name__}})
+                "database": {"reachable": False, "error": type(e).__name__},
+                "backup": backup})
         return {"status": "ok", "version": __version__,
-                "database": {"reachable": True, "postgresql": pg, "postgis": postgis}}
+                "database": {"reachable": True, "postgresql": pg, "postgis": postgis},
+                "backup": backup}
     return router

@@ -41,6 +41,7 @@ class Health(_Open):
     status: str
     version: str
     database: dict
+    backup: dict | None = None  # the newest backup (a warning when old or none; not a failure)
 
 
 class SearchHit(_Open):

@@ -23,9 +23,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 
 from gisplatform.console import err, fail
 
-
-def backups_dir(settings, given: Path | None = None) -> Path:
-    return Path(given or settings.backup_dir or settings.data_dir / "backups").resolve()
+from .manifest import backups_dir
 
 
 def backup_app(stores_of: Callable[[Path], dict]) -> typer.Typer:

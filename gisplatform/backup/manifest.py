@@ -76,6 +76,11 @@ class Manifest:
             raise BackupError(f"{directory.name}: no readable manifest ({e})") from None
 
 
+def backups_dir(settings, given: Path | None = None) -> Path:
+    """Where backups live: `given`, GISPLATFORM_BACKUP_DIR, or <data dir>/backups."""
+    return Path(given or settings.backup_dir or settings.data_dir / "backups").resolve()
+
+
 def new_id(now: datetime | None = None) -> str:
     return (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
 
