@@ -101,6 +101,32 @@ def cases_router(setup: Callable[[], CaseSetup], connect, settings,
             for reporting clients (the phone page /viewer/report.html)."""
             return JSONResponse(classes(), headers={"Cache-Control": "public, max-age=3600"})
 
+    async def manage(request: Request, parse, write, answer_with):
+        """A maintenance PUT (a `cases:manage` grant): the body checked by `parse` (400
+        with its reason), written by `write(conn, parsed, actor)` in one transaction, then
+        `answer_with(conn)`."""
+        principal = current_principal.get()
+        require_role(principal, setup().layer, "manage")
+        try:
+            parsed = parse(await body_json(request))
+        except WorkflowError as e:
+            return problem(400, str(e))
+        actor = f"token {principal.token_id} ({principal.department})"
+
+        def put(conn):
+            with conn.transaction():
+                write(conn, parsed, actor)
+            return answer_with(conn)
+        return await answer(put)
+
+    def write_limits(conn, parsed, actor):
+        items, effective = parsed
+        for kind, big, step, hours, unit in items:
+            set_limit(conn, kind, big, hours, effective, actor, step, unit)
+
+    def calendar_of(conn, year=None):
+        return {"working_hours": settings.case_working_hours, "days": calendar(conn, year)}
+
     @router.put("/cases/limits", responses={200: {"description": "The limits in effect."},
                                              **errors(400)})
     async def set_limits(request: Request):
@@ -109,46 +135,21 @@ def cases_router(setup: Callable[[], CaseSetup], connect, settings,
         handle: the case's deadline, verify, close; default handle), `unit` calendar or
         working hours (default calendar); each applies to clocks that start from
         `effective` (default now) on; the earlier limits stay on record."""
-        principal = current_principal.get()
-        require_role(principal, setup().layer, "manage")
-        body = await body_json(request)
-        try:
-            items, effective = parse_limits(body)
-        except WorkflowError as e:
-            return problem(400, str(e))
-
-        def put(conn):
-            with conn.transaction():
-                for kind, big, step, hours, unit in items:
-                    set_limit(conn, kind, big, hours, effective,
-                              f"token {principal.token_id} ({principal.department})", step, unit)
-            return {"limits": limits(conn)}
-        return await answer(put)
+        return await manage(request, parse_limits, write_limits,
+                            lambda conn: {"limits": limits(conn)})
 
     @router.get("/cases/calendar", responses={200: {"description": "The work calendar."}})
     async def get_calendar(year: int | None = None):
         """The work calendar: the days that break the Monday–Friday week (holidays,
         moved working days), and the working hours of a working day (Beijing time)."""
-        return await answer(lambda conn: {"working_hours": settings.case_working_hours,
-                                          "days": calendar(conn, year)})
+        return await answer(lambda conn: calendar_of(conn, year))
 
     @router.put("/cases/calendar", responses={200: {"description": "The work calendar."},
                                               **errors(400)})
     async def set_calendar(request: Request):
         """Mark days (a `cases:manage` grant): `{"days": [{"day": "2026-10-01", "working":
         false, "note"?: "国庆节"}, …]}`; applies to deadlines computed from then on."""
-        principal = current_principal.get()
-        require_role(principal, setup().layer, "manage")
-        try:
-            days = parse_days(await body_json(request))
-        except WorkflowError as e:
-            return problem(400, str(e))
-
-        def put(conn):
-            with conn.transaction():
-                set_days(conn, days, f"token {principal.token_id} ({principal.department})")
-            return {"working_hours": settings.case_working_hours, "days": calendar(conn)}
-        return await answer(put)
+        return await manage(request, parse_days, set_days, calendar_of)
 
     @router.get("/cases/departments", responses={200: {"description": "The directory."}})
     async def get_departments():
@@ -160,19 +161,8 @@ def cases_router(setup: Callable[[], CaseSetup], connect, settings,
     async def set_departments(request: Request):
         """Add or rename departments (a `cases:manage` grant): `{"departments": [{"code",
         "name"}, …]}`; every change is logged (city.directory_changes)."""
-        principal = current_principal.get()
-        require_role(principal, setup().layer, "manage")
-        try:
-            items = parse_departments(await body_json(request))
-        except WorkflowError as e:
-            return problem(400, str(e))
-
-        def put(conn):
-            with conn.transaction():
-                set_departments_(conn, items,
-                                 f"token {principal.token_id} ({principal.department})")
-            return {"departments": departments(conn)}
-        return await answer(put)
+        return await manage(request, parse_departments, set_departments_,
+                            lambda conn: {"departments": departments(conn)})
 
     @router.post("/cases/{case_number}/steps", responses={
         200: {"description": "The case as it now stands."}, **errors(400, 404, 409)})

@@ -21,20 +21,11 @@ import { createServer } from "node:http";
 import { dirname, extname, join, normalize, resolve, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
+import { CHROMIUM_ARGS } from "./browser.mjs";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = resolve(HERE, "..", "..");
 const CESIUM_DIR = join(ROOT, "node_modules", "cesium", "Build", "Cesium");
-
-// What works here (Debian Chromium 156, no GPU, as root): the flags every headless start needs
-// on this closed network, plus WebGL 2 through ANGLE on SwiftShader (software GL; Chromium
-// 156 falls back to it even without the last three flags, which keep it so when the
-// automatic fallback goes). playwright's launch() gives each run a fresh profile dir.
-export const CHROMIUM_ARGS = [
-  "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-  "--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--ignore-gpu-blocklist",
-];
 
 const MIME = {
   ".html": "text/html; charset=utf-8", ".js": "text/javascript", ".mjs": "text/javascript",

@@ -13,30 +13,9 @@
 import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
+import { CHROMIUM_ARGS, IDLE } from "./browser.mjs";
 
-const CHROMIUM_ARGS = [
-  "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-  "--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--ignore-gpu-blocklist",
-];
 
-// page side: the map has drawn all it asked for (as viewer_check.mjs)
-const IDLE = async () => {
-  const map = window.gp.map2d.map;
-  await window.gp.settled();
-  let last = Date.now();
-  const drew = () => { last = Date.now(); };
-  map.on("render", drew);
-  const how = await new Promise((ok) => {
-    const poll = setInterval(() => {
-      if (Date.now() - last > 1000 && map.loaded() && !map.isMoving()) { clearInterval(poll); ok("quiet"); }
-    }, 100);
-    map.once("idle", () => { clearInterval(poll); ok("idle"); });
-    map.triggerRepaint();
-  });
-  map.off("render", drew);
-  return how;
-};
 
 // page side: the cases the command view draws, by layer
 const RENDERED = () => {

@@ -14,35 +14,9 @@
 import { readFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
+import { CHROMIUM_ARGS, IDLE } from "./browser.mjs";
 
-// as tests/js/cesium_load.mjs (importing it would run it): software WebGL, no network chatter
-const CHROMIUM_ARGS = [
-  "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-  "--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--ignore-gpu-blocklist",
-];
 
-// page side: wait until the 2D map has drawn everything it asked for: its `idle` event, or
-// — MapLibre sometimes draws its last frame while a label placement is still settling and
-// then asks for no other, so `idle` never comes (seen on a first slider move, on a server
-// still building its pyramids) — a map loaded (every tile, the style) that drew nothing
-// for a second. Returns which it was.
-const IDLE = async () => {
-  const map = window.gp.map2d.map;
-  await window.gp.settled();
-  let last = Date.now();
-  const drew = () => { last = Date.now(); };
-  map.on("render", drew);
-  const how = await new Promise((ok) => {
-    const poll = setInterval(() => {
-      if (Date.now() - last > 1000 && map.loaded() && !map.isMoving()) { clearInterval(poll); ok("quiet"); }
-    }, 100);
-    map.once("idle", () => { clearInterval(poll); ok("idle"); });
-    map.triggerRepaint();
-  });
-  map.off("render", drew);
-  return how;
-};
 
 // page side: the building codes the 2D map draws (every feature of its loaded tiles, which
 // reach a little beyond the view)

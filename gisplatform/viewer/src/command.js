@@ -22,9 +22,6 @@ addText({
     "command.zoomin": "放大到 {z} 级以上显示单个案件", "command.at": "时刻",
     "inbox.title": "待办案件", "inbox.empty": "没有待办案件", "inbox.loading": "加载中…",
     "inbox.deadline": "处置时限", "inbox.note": "当前待办（不随时间轴变化）",
-    "status.reported": "已上报", "status.registered": "已立案", "status.dispatched": "已派遣",
-    "status.handled": "已处置", "status.verified": "已核查", "status.closed": "已结案",
-    "status.rejected": "不予立案", "status.suspended": "已挂起",
     "step.reported": "上报", "step.registered": "立案", "step.dispatched": "派遣", "step.handled": "处置",
     "step.reworked": "返工（核查未通过）", "step.verified": "核查通过", "step.closed": "结案",
     "step.rejected": "不予立案", "step.suspended": "挂起", "step.resumed": "恢复",
@@ -46,9 +43,6 @@ addText({
     "command.zoomin": "zoom in to level {z} or more for single cases", "command.at": "at",
     "inbox.title": "Inbox", "inbox.empty": "No cases waiting", "inbox.loading": "Loading…",
     "inbox.deadline": "deadline", "inbox.note": "Open now (not moved by the time slider)",
-    "status.reported": "reported", "status.registered": "registered", "status.dispatched": "dispatched",
-    "status.handled": "handled", "status.verified": "verified", "status.closed": "closed",
-    "status.rejected": "rejected", "status.suspended": "suspended",
     "step.reported": "reported", "step.registered": "registered", "step.dispatched": "dispatched",
     "step.handled": "handled", "step.reworked": "sent back (rework)", "step.verified": "verified",
     "step.closed": "closed", "step.rejected": "rejected", "step.suspended": "suspended", "step.resumed": "resumed",
@@ -68,7 +62,8 @@ addText({
   },
 });
 
-const el = (tag, props = {}, ...kids) => {
+// a DOM element with properties (class, dataset, others as is) and children
+export const el = (tag, props = {}, ...kids) => {
   const e = document.createElement(tag);
   for (const [k, v] of Object.entries(props)) {
     if (k === "class") e.className = v; else if (k === "dataset") Object.assign(e.dataset, v); else e[k] = v;

@@ -2,6 +2,10 @@
 // split() gives the half of the current language.
 const TEXT = {
   zh: {
+    // a case's status (the command view, the phone page)
+    "status.reported": "已上报", "status.registered": "已立案", "status.dispatched": "已派遣",
+    "status.handled": "已处置", "status.verified": "已核查", "status.closed": "已结案",
+    "status.rejected": "不予立案", "status.suspended": "已挂起",
     title: "抚顺全时空", "search.placeholder": "地址、房屋编码、信用代码或设备编号", "search.go": "搜索",
     "search.none": "没有找到", "search.error": "搜索失败", "signin.placeholder": "访问令牌", "signin.go": "登录",
     "signin.out": "退出", "signin.ok": "已登录", "signin.bad": "令牌无效或已过期", "signin.unlocks": "可见",
@@ -24,6 +28,9 @@ const TEXT = {
     "stats.f.closing_rate": "结案率", "stats.f.on_time_rate": "按期结案率", "stats.f.rework_rate": "返工率",
   },
   en: {
+    "status.reported": "reported", "status.registered": "registered", "status.dispatched": "dispatched",
+    "status.handled": "handled", "status.verified": "verified", "status.closed": "closed",
+    "status.rejected": "rejected", "status.suspended": "suspended",
     title: "Fushun city", "search.placeholder": "Address, building code, credit code or camera id", "search.go": "Search",
     "search.none": "Nothing found", "search.error": "Search failed", "signin.placeholder": "Access token", "signin.go": "Sign in",
     "signin.out": "Sign out", "signin.ok": "Signed in", "signin.bad": "Invalid or expired token", "signin.unlocks": "unlocks",

@@ -1,7 +1,7 @@
 // The feature panel: attributes of the OGC item (masked as the token allows), the history
 // timeline (every version with its valid period) and links to the OGC API.
 import { authHeaders, getJSON, q } from "./api.js";
-import { CASES, beijing, className, department, remainingText } from "./command.js";
+import { CASES, beijing, className, department, el, remainingText } from "./command.js";
 import { split, t } from "./i18n.js";
 
 const START_EPOCH = Date.parse("2018-01-01T00:00:00+08:00");
@@ -9,15 +9,6 @@ const HIDDEN = new Set(["vid", "valid_from", "valid_to", "count"]);
 // a case's fields the case view shows above its timeline (the rest go in its table)
 const CASE_SHOWN = new Set(["status", "kind", "big_class", "small_class", "deadline", "overdue", "remaining_s",
   "department", "description", "reporter_name", "reporter_phone", "steps", "case_number", "step_deadline", "step_overdue"]);
-
-const el = (tag, props = {}, ...kids) => {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(props)) {
-    if (k === "class") e.className = v; else if (k === "dataset") Object.assign(e.dataset, v); else e[k] = v;
-  }
-  e.append(...kids.filter((k) => k !== null && k !== undefined));
-  return e;
-};
 
 function fmt(v) {
   if (v === null || v === undefined) return "—";

@@ -38,8 +38,6 @@ addText({
     "report.deadline": "处置期限", "report.deadline.none": "派遣后计时", "report.overdue": "已超期",
     "report.notfound": "查无此案件",
     "report.signin.unchecked": "已保存（离线，未验证）",
-    "status.reported": "已上报", "status.registered": "已立案", "status.dispatched": "已派遣", "status.handled": "已处置",
-    "status.verified": "已核查", "status.closed": "已结案", "status.rejected": "不予立案", "status.suspended": "已挂起",
   },
   en: {
     "report.title": "City patrol", "report.subtitle": "field reports", "report.map": "Map", "report.offline": "offline",
@@ -66,8 +64,6 @@ addText({
     "report.deadline": "deadline", "report.deadline.none": "set at dispatch", "report.overdue": "overdue",
     "report.notfound": "no such case",
     "report.signin.unchecked": "kept (offline, not checked)",
-    "status.reported": "reported", "status.registered": "registered", "status.dispatched": "dispatched", "status.handled": "handled",
-    "status.verified": "verified", "status.closed": "closed", "status.rejected": "rejected", "status.suspended": "suspended",
   },
 });
 
