@@ -237,6 +237,9 @@ def test_calendar_and_departments_over_http(url, live):
     assert [(d["day"], d["working"], d["note"]) for d in got["days"]] == [
         ("2032-05-01", False, "劳动节")]
     assert got["working_hours"] == "08:30-12:00,13:30-17:30"
+    for year in (19257156201228924, -1, 99999):  # schemathesis found the first a 500
+        r = httpx.get(f"{live}/api/cases/calendar", params={"year": year}, timeout=30)
+        assert r.status_code == 400 and "year" in r.json()["description"]
     for bad in ({"days": [{"day": "2032-13-01", "working": False}]},
                 {"days": [{"day": "2032-05-02", "working": "no"}]},
                 {"days": []}, {"day": "2032-05-01"}, [1]):

@@ -138,10 +138,14 @@ def cases_router(setup: Callable[[], CaseSetup], connect, settings,
         return await manage(request, parse_limits, write_limits,
                             lambda conn: {"limits": limits(conn)})
 
-    @router.get("/cases/calendar", responses={200: {"description": "The work calendar."}})
+    @router.get("/cases/calendar", responses={200: {"description": "The work calendar."},
+                                              **errors(400)})
     async def get_calendar(year: int | None = None):
         """The work calendar: the days that break the Monday–Friday week (holidays,
-        moved working days), and the working hours of a working day (Beijing time)."""
+        moved working days), and the working hours of a working day (Beijing time);
+        `year`: that year's days only."""
+        if year is not None and not 1900 <= year <= 2200:
+            return problem(400, "year: 1900 to 2200")
         return await answer(lambda conn: calendar_of(conn, year))
 
     @router.put("/cases/calendar", responses={200: {"description": "The work calendar."},
