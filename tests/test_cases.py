@@ -434,18 +434,33 @@ def test_the_reporters_contact_is_personal_on_every_path(url, live, tmp_path):
                              " and token_id = %s", (personal_id,)).fetchone()[0] == before + 1
 
 
-def test_limits_from_the_command_line(url, live, tmp_path):
+def test_limits_from_the_command_line(url, live, tmp_path, monkeypatch, request):
+    """`gisplatform cases …`: the installed command once, then the same typer app in this
+    process (twenty interpreter starts cost most of a minute)."""
     import os
     import subprocess
     import sys
     from pathlib import Path
+    from types import SimpleNamespace
 
-    cli = str(Path(sys.executable).with_name("gisplatform"))
-    env = {**os.environ, "DATABASE_URL": url, "GISPLATFORM_DATA_DIR": str(tmp_path)}
+    from typer.testing import CliRunner
+
+    from gisplatform.cli import app
+    from gisplatform.config import get_settings
+
+    env = {"DATABASE_URL": url, "GISPLATFORM_DATA_DIR": str(tmp_path)}
+    r = subprocess.run([str(Path(sys.executable).with_name("gisplatform")), "cases", "limits"],
+                       env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "event\t01\thandle" in r.stdout, r.stderr
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    get_settings.cache_clear()
+    request.addfinalizer(get_settings.cache_clear)  # no later test sees these settings
+    runner = CliRunner()
 
     def run(*args):
-        return subprocess.run([cli, "cases", *args], env=env, capture_output=True, text=True,
-                              timeout=120)
+        out = runner.invoke(app, ["cases", *args])
+        return SimpleNamespace(returncode=out.exit_code, stdout=out.stdout, stderr=out.stderr)
     r = run("set-limit", "component", "03", "30", "--effective", "2030-01-01")
     assert r.returncode == 0, r.stderr
     assert "component\t03\thandle\t24 h calendar" in run("limits").stdout  # not yet
