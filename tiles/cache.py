@@ -1,13 +1,18 @@
 """Tile cache: memory (LRU) in front of disk, both size-bounded, evicted by place and time.
 
-A key is (source, z, x, y, when): `when` is "current" for the live snapshot, or the
-instant's UTC stamp (plus "@" + known_at) for a dated one. Every cached tile is also in
-an index source → z → (x, y) → {when}, so a write's envelope and valid span evict exactly
-the tiles it touches: every "current" tile intersecting the envelope, and the dated tiles
-whose instant lies in the span.
+A key is (source, z, x, y, when, grid): `when` is "current" for the live snapshot, or the
+instant's UTC stamp (plus "@" + known_at) for a dated one; `grid` the tile matrix set
+(WebMercatorQuad when left out: a 5-tuple key is a WebMercatorQuad key). The same z/x/y
+is another place in another grid, so the grid is part of every key, file and index entry.
+Every cached tile is also in an index source → grid → z → (x, y) → {when}, so a write's
+envelope and valid span evict exactly the tiles it touches, in every grid: every
+"current" tile intersecting the envelope, and the dated tiles whose instant lies in the
+span.
 
-Disk layout: <dir>/<source>/<z>/<x>/<y>/<when>.mvt (empty file = empty tile). Several
-workers may share the directory; each keeps its own index and tolerates files vanishing.
+Disk layout: <dir>/<source>/<z>/<x>/<y>/<when>.mvt for WebMercatorQuad (as before there
+were grids: warm caches stay warm), <dir>/<source>/<grid>/<z>/<x>/<y>/<when>.mvt for the
+others (empty file = empty tile). Several workers may share the directory; each keeps its
+own index and tolerates files vanishing.
 
 The disk is a help, never a condition: a directory that cannot be created (read-only
 data dir) turns the disk cache off, and a write that fails (full disk) leaves no partial
@@ -28,6 +33,9 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
+
+from gisplatform.crs.tile_grids import GRIDS, WEB_MERCATOR_QUAD
 
 from .sources import BUFFER, EXTENT
 
@@ -60,7 +68,17 @@ class Tile:
         return cls(data, '"' + hashlib.blake2b(data, digest_size=12).hexdigest() + '"')
 
 
-Key = tuple[str, int, int, int, str]
+class Key(NamedTuple):
+    source: str
+    z: int
+    x: int
+    y: int
+    when: str
+    grid: str = WEB_MERCATOR_QUAD
+
+
+def _key(key: tuple) -> Key:
+    return key if type(key) is Key else Key(*key)
 
 
 class TileCache:
@@ -72,7 +90,8 @@ class TileCache:
         self._mem_size = 0
         self._disk: OrderedDict[Key, int] = OrderedDict()  # LRU of files by key → size
         self._disk_size = 0
-        self._index: dict[str, dict[int, dict[tuple[int, int], set[str]]]] = {}
+        # source → grid → z → (x, y) → {when}
+        self._index: dict[str, dict[str, dict[int, dict[tuple[int, int], set[str]]]]] = {}
         self._epoch: dict[str, int] = {}
         self._evicted_at: dict[str, float] = {}  # wall clock of the last eviction per source
         self._lock = threading.Lock()
@@ -88,7 +107,8 @@ class TileCache:
                 self._load_disk_index()
 
     # -- lookups -------------------------------------------------------------------
-    def get(self, key: Key) -> Tile | None:
+    def get(self, key: Key | tuple) -> Tile | None:
+        key = _key(key)
         with self._lock:
             tile = self._mem.get(key)
             if tile is not None:
@@ -120,7 +140,8 @@ class TileCache:
         may predate the write, so it is served but not stored."""
         return self._epoch.get(source, 0)
 
-    def put(self, key: Key, tile: Tile, epoch: int) -> None:
+    def put(self, key: Key | tuple, tile: Tile, epoch: int) -> None:
+        key = _key(key)
         with self._lock:
             if self._epoch.get(key[0], 0) != epoch:
                 return
@@ -159,13 +180,14 @@ class TileCache:
             self._epoch[source] = self._epoch.get(source, 0) + 1
             self._evicted_at[source] = time.time()
             doomed = []
-            for z, cells in self._index.get(source, {}).items():
-                for xy in self._cells_in(cells, bbox, z):
-                    for when in list(cells[xy]):
-                        at = _when_instant(when)
-                        if at is None or ((valid_lo is None or valid_lo <= at)
-                                          and (valid_hi is None or at < valid_hi)):
-                            doomed.append((source, z, xy[0], xy[1], when))
+            for grid, zooms in self._index.get(source, {}).items():  # every grid's tiles
+                for z, cells in zooms.items():
+                    for xy in self._cells_in(cells, bbox, z, grid):
+                        for when in list(cells[xy]):
+                            at = _when_instant(when)
+                            if at is None or ((valid_lo is None or valid_lo <= at)
+                                              and (valid_hi is None or at < valid_hi)):
+                                doomed.append(Key(source, z, xy[0], xy[1], when, grid))
             for key in doomed:
                 tile = self._mem.pop(key, None)
                 if tile is not None:
@@ -259,47 +281,61 @@ class TileCache:
             self._drop_index(key)
 
     def _add_index(self, key: Key) -> None:
-        s, z, x, y, when = key
-        self._index.setdefault(s, {}).setdefault(z, {}).setdefault((x, y), set()).add(when)
+        s, z, x, y, when, grid = key
+        self._index.setdefault(s, {}).setdefault(grid, {}).setdefault(z, {}) \
+            .setdefault((x, y), set()).add(when)
 
     def _drop_index(self, key: Key) -> None:
-        s, z, x, y, when = key
-        cells = self._index.get(s, {}).get(z)
+        s, z, x, y, when, grid = key
+        cells = self._index.get(s, {}).get(grid, {}).get(z)
         if cells and (x, y) in cells:
             cells[(x, y)].discard(when)
             if not cells[(x, y)]:
                 del cells[(x, y)]
 
     @staticmethod
-    def _cells_in(cells: dict, bbox, z: int) -> list[tuple[int, int]]:
+    def _cells_in(cells: dict, bbox, z: int, grid: str) -> list[tuple[int, int]]:
         if bbox is None:
             return list(cells)
-        x0, y0, x1, y1 = tile_range(bbox, z)
+        x0, y0, x1, y1 = tile_range(bbox, z, grid)
         if (x1 - x0 + 1) * (y1 - y0 + 1) > len(cells):
             return [xy for xy in cells if x0 <= xy[0] <= x1 and y0 <= xy[1] <= y1]
         return [(x, y) for x in range(x0, x1 + 1) for y in range(y0, y1 + 1) if (x, y) in cells]
 
     def _path(self, key: Key) -> Path:
-        s, z, x, y, when = key
-        return self.dir / s / str(z) / str(x) / str(y) / f"{when}.mvt"
+        s, z, x, y, when, grid = key
+        folder = self.dir / s if grid == WEB_MERCATOR_QUAD else self.dir / s / grid
+        return folder / str(z) / str(x) / str(y) / f"{when}.mvt"
 
     def _load_disk_index(self) -> None:
         found = []
-        for path in self.dir.glob("*/*/*/*/*.mvt"):
-            try:
-                st = path.stat()
-                s, z, x, y = path.parts[-5:-1]
-                found.append((st.st_mtime, (s, int(z), int(x), int(y), path.stem), st.st_size))
-            except (OSError, ValueError):
-                continue
+        # <source>/<z>/… is WebMercatorQuad's; <source>/<grid>/<z>/… another grid's
+        for pattern in ("*/*/*/*/*.mvt", "*/*/*/*/*/*.mvt"):
+            for path in self.dir.glob(pattern):
+                try:
+                    st = path.stat()
+                    if pattern.count("/") == 4:
+                        (s, z, x, y), grid = path.parts[-5:-1], WEB_MERCATOR_QUAD
+                    else:
+                        s, grid, z, x, y = path.parts[-6:-1]
+                        if grid == WEB_MERCATOR_QUAD or grid not in GRIDS:
+                            continue
+                    found.append((st.st_mtime, Key(s, int(z), int(x), int(y), path.stem, grid),
+                                  st.st_size))
+                except (OSError, ValueError):
+                    continue
         for _, key, size in sorted(found):
             self._disk[key] = size
             self._disk_size += size
             self._add_index(key)
 
 
-def tile_range(bbox: tuple[float, float, float, float], z: int) -> tuple[int, int, int, int]:
-    """x0, y0, x1, y1 of the tiles at z whose buffered extent meets the lon/lat bbox."""
+def tile_range(bbox: tuple[float, float, float, float], z: int,
+               grid: str = WEB_MERCATOR_QUAD) -> tuple[int, int, int, int]:
+    """x0, y0, x1, y1 of the tiles at z of `grid` whose buffered extent meets the lon/lat
+    bbox."""
+    if grid != WEB_MERCATOR_QUAD:
+        return _grid_tile_range(bbox, z, grid)
     w, s, e, n = bbox
     n_tiles = 1 << z
     pad = BUFFER / EXTENT
@@ -317,4 +353,27 @@ def tile_range(bbox: tuple[float, float, float, float], z: int) -> tuple[int, in
             clamp(math.floor(fx(e) + pad)), clamp(math.floor(fy(s) + pad)))
 
 
-__all__ = ["CURRENT", "Tile", "TileCache", "tile_range", "when_key"]
+def _grid_tile_range(bbox: tuple[float, float, float, float], z: int,
+                     grid: str) -> tuple[int, int, int, int]:
+    """tile_range for a grid other than WebMercatorQuad, from its tile matrix (origin,
+    tile span) by morecantile: the bbox's corners in the grid's CRS (the identity for
+    CGCS2000Quad, whose CRS is the storage's)."""
+    tms = GRIDS[grid].tms
+    w, s, e, n = bbox
+    origin = tms.xy_bounds(0, 0, z)  # the top-left tile: the matrix's origin and span
+    span_x, span_y = origin.right - origin.left, origin.top - origin.bottom
+    m = tms.matrix(z)
+    corners = [tms.xy(lon, lat, truncate=True) for lon, lat in ((w, n), (e, s))]
+    pad = BUFFER / EXTENT
+    fx = [(c.x - origin.left) / span_x for c in corners]
+    fy = [(origin.top - c.y) / span_y for c in corners]
+
+    def clamp(v: int, size: int) -> int:
+        return max(0, min(size - 1, v))
+    return (clamp(math.floor(min(fx) - pad), m.matrixWidth),
+            clamp(math.floor(min(fy) - pad), m.matrixHeight),
+            clamp(math.floor(max(fx) + pad), m.matrixWidth),
+            clamp(math.floor(max(fy) + pad), m.matrixHeight))
+
+
+__all__ = ["CURRENT", "Key", "Tile", "TileCache", "tile_range", "when_key"]

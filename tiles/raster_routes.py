@@ -9,6 +9,12 @@ name is joined to this server's raster directory and refused if it would leave i
 Besides titiler's endpoints per dataset (`/raster/{name}/…`) there are two time series:
 `/raster/ortho/{z}/{x}/{y}.png?datetime=T` (the latest orthophoto whose time is ≤ T) and
 `/raster/dem/hillshade/{z}/{x}/{y}.png` (the latest DEM ≤ T, shaded).
+
+Tile grids: those paths are WebMercatorQuad; `/raster/ortho/{tileMatrixSetId}/{z}/{x}/{y}.png`
+and `/raster/dem/hillshade/{tileMatrixSetId}/…` name the grid (CGCS2000Quad for EPSG:4490
+clients, gisplatform/crs/tile_grids.py), and titiler's per-dataset routes take
+CGCS2000Quad besides morecantile's sets. The COGs are stored in EPSG:3857, so a
+CGCS2000Quad tile is warped from them on each request (rio-tiler's tms=).
 """
 
 # No `from __future__ import annotations`: FastAPI reads the annotations of the endpoints
@@ -26,6 +32,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from gisplatform.crs.tile_grids import CGCS2000_QUAD, GRIDS, WEB_MERCATOR_QUAD, TileGrid
 from gisplatform.temporal import BEIJING_TIME, TemporalError, parse_request_instant
 
 from .raster import (
@@ -40,7 +47,7 @@ from .raster import (
 
 log = logging.getLogger(__name__)
 
-TMS = "WebMercatorQuad"
+TMS = WEB_MERCATOR_QUAD
 # Tiles of a name can change (`raster add --replace`): cache, but not for long.
 CACHE_CONTROL = "public, max-age=300"
 # Terrain algorithms, for DEMs only (an orthophoto's "hillshade" would be noise).
@@ -144,7 +151,13 @@ def raster_app(pool: Callable[[], object], data_dir: Path) -> FastAPI:
         base = str(request.base_url).rstrip("/")
         return {"tilejson": f"{base}/{name}/{TMS}/tilejson.json?tile_format=png",
                 "tiles": f"{base}/{name}/tiles/{TMS}/{{z}}/{{x}}/{{y}}.png",
-                "info": f"{base}/{name}/info"}
+                "info": f"{base}/{name}/info",
+                "tile_matrix_sets": {g: f"{base}/{name}/tiles/{g}/{{z}}/{{x}}/{{y}}.png"
+                                     for g in GRIDS}}
+
+    def grid_urls(base: str, series: str) -> dict:
+        return {g: f"{base}/{series}/{g}/{{z}}/{{x}}/{{y}}.png?datetime={{datetime}}"
+                for g in GRIDS}
 
     @app.get("/", tags=["raster"])
     async def listing(request: Request):
@@ -159,39 +172,94 @@ def raster_app(pool: Callable[[], object], data_dir: Path) -> FastAPI:
             "series": {
                 "ortho": {"tiles": f"{base}/ortho/{{z}}/{{x}}/{{y}}.png?datetime={{datetime}}",
                           "tilejson": f"{base}/ortho/tilejson.json?datetime={{datetime}}",
-                          "rule": "the latest ortho whose time <= datetime (default now)"},
+                          "rule": "the latest ortho whose time <= datetime (default now)",
+                          "tile_matrix_sets": grid_urls(base, "ortho")},
                 "hillshade": {
                     "tiles": f"{base}/dem/hillshade/{{z}}/{{x}}/{{y}}.png?datetime={{datetime}}",
                     "tilejson": f"{base}/dem/hillshade/tilejson.json?datetime={{datetime}}",
-                    "rule": "the latest dem whose time <= datetime (default now), shaded"},
+                    "rule": "the latest dem whose time <= datetime (default now), shaded",
+                    "tile_matrix_sets": grid_urls(base, "dem/hillshade")},
             },
         }
 
     Datetime = Annotated[str | None, Query(
         description="Instant with a zone (a bare date = 00:00 UTC+8); default now")]
+    Grid = Annotated[str, PathParam(
+        alias="tileMatrixSetId",
+        description="the tile grid: CGCS2000Quad (EPSG:4490, lon/lat) or WebMercatorQuad",
+        json_schema_extra={"enum": list(GRIDS)})]
+    Azimuth = Annotated[int, Query(ge=0, le=360)]
+    Altitude = Annotated[float, Query(ge=0, le=90)]
+    Exaggeration = Annotated[float, Query(gt=0, le=100, description=(
+        "Vertical exaggeration over true slopes"))]
+
+    def grid_of(tms: str) -> TileGrid:
+        if tms not in GRIDS:
+            raise HTTPException(404, f"no tile matrix set {tms!r}; offered: {', '.join(GRIDS)}")
+        return GRIDS[tms]
+
+    def check_grid_tile(grid: TileGrid, z: int, x: int, y: int) -> None:
+        """A tile outside a named grid is a 404, as rio-tiler answers one outside
+        WebMercatorQuad (TileOutsideBounds); WebMercatorQuad's own path is left to it."""
+        if grid.id == TMS:
+            return
+        if not 0 <= z <= grid.maxzoom:
+            raise HTTPException(404, f"zoom {z} is outside {grid.id}'s 0..{grid.maxzoom}")
+        cols, rows = grid.matrix_size(z)
+        if not (0 <= x < cols and 0 <= y < rows):
+            raise HTTPException(404, f"tile {z}/{x}/{y} is outside {grid.id}: x runs "
+                                     f"0..{cols - 1} and y 0..{rows - 1} at zoom {z}")
 
     @app.get("/ortho/{z}/{x}/{y}.png", tags=["raster"], response_class=Response)
     async def ortho_tile(z: int, x: int, y: int, datetime: Datetime = None):
         """The orthophoto of the city at `datetime`: the latest ortho whose time ≤ it."""
+        return await ortho(GRIDS[TMS], z, x, y, datetime)
+
+    @app.get("/ortho/{tileMatrixSetId}/{z}/{x}/{y}.png", tags=["raster"],
+             response_class=Response)
+    async def ortho_grid_tile(tms: Grid, z: int, x: int, y: int, datetime: Datetime = None):
+        """The orthophoto series in a named tile grid (CGCS2000Quad: warped to EPSG:4490)."""
+        return await ortho(grid_of(tms), z, x, y, datetime)
+
+    async def ortho(grid: TileGrid, z: int, x: int, y: int, datetime: str | None):
+        check_grid_tile(grid, z, x, y)
         raster = await latest("ortho", when(datetime))
-        png = await run_in_threadpool(_series_png, cog_file(raster), z, x, y)
+        png = await run_in_threadpool(_series_png, cog_file(raster), z, x, y, None, grid)
         return Response(png, media_type="image/png", headers={"X-Raster-Name": raster.name})
 
     @app.get("/dem/hillshade/{z}/{x}/{y}.png", tags=["raster"], response_class=Response)
-    async def hillshade_tile(
-            z: int, x: int, y: int, datetime: Datetime = None,
-            azimuth: Annotated[int, Query(ge=0, le=360)] = 315,
-            altitude: Annotated[float, Query(ge=0, le=90)] = 45.0,
-            exaggeration: Annotated[float, Query(gt=0, le=100, description=(
-                "Vertical exaggeration over true slopes"))] = 3.0):
+    async def hillshade_tile(z: int, x: int, y: int, datetime: Datetime = None,
+                             azimuth: Azimuth = 315, altitude: Altitude = 45.0,
+                             exaggeration: Exaggeration = 3.0):
         """Hillshade of the latest DEM whose time ≤ `datetime` (titiler's algorithm, with
         the tile's ground pixel size so slopes are true, times `exaggeration`)."""
+        return await hillshade(GRIDS[TMS], z, x, y, datetime, azimuth, altitude, exaggeration)
+
+    @app.get("/dem/hillshade/{tileMatrixSetId}/{z}/{x}/{y}.png", tags=["raster"],
+             response_class=Response)
+    async def hillshade_grid_tile(tms: Grid, z: int, x: int, y: int,
+                                  datetime: Datetime = None, azimuth: Azimuth = 315,
+                                  altitude: Altitude = 45.0, exaggeration: Exaggeration = 3.0):
+        """The hillshade series in a named tile grid. A CGCS2000Quad pixel is not square
+        on the ground (east-west it is cos(latitude) of north-south): slopes are taken
+        with each axis's own ground size."""
+        return await hillshade(grid_of(tms), z, x, y, datetime, azimuth, altitude,
+                               exaggeration)
+
+    async def hillshade(grid: TileGrid, z: int, x: int, y: int, datetime: str | None,
+                        azimuth: int, altitude: float, exaggeration: float):
         from titiler.core.algorithm import HillShade
 
+        check_grid_tile(grid, z, x, y)
         raster = await latest("dem", when(datetime))
-        shade = HillShade(azimuth=azimuth, angle_altitude=altitude, buffer=3,
-                          z_exaggeration=exaggeration / _ground_pixel_m(z, y))
-        png = await run_in_threadpool(_series_png, cog_file(raster), z, x, y, shade)
+        if grid.id == TMS:
+            shade = HillShade(azimuth=azimuth, angle_altitude=altitude, buffer=3,
+                              z_exaggeration=exaggeration / _ground_pixel_m(z, y))
+        else:
+            dx, dy = _ground_pixel_xy_m(grid, z, x, y)
+            shade = _GroundHillShade(azimuth=azimuth, angle_altitude=altitude, buffer=3,
+                                     z_exaggeration=exaggeration, pixel_x_m=dx, pixel_y_m=dy)
+        png = await run_in_threadpool(_series_png, cog_file(raster), z, x, y, shade, grid)
         return Response(png, media_type="image/png", headers={"X-Raster-Name": raster.name})
 
     async def series_tilejson(request: Request, kind: str, tiles: str, datetime: str | None):
@@ -216,6 +284,8 @@ def raster_app(pool: Callable[[], object], data_dir: Path) -> FastAPI:
 
     cog = TilerFactory(router_prefix="/{name}", path_dependency=registered_cog,
                        reader=_guarded_reader(),
+                       # morecantile's sets (as before) and the platform's CGCS2000Quad
+                       supported_tms=_tile_matrix_sets(),
                        process_dependency=dem_algorithm,
                        add_viewer=False,  # its page loads Leaflet from a CDN
                        add_part=False)    # /bbox, /feature: arbitrary-size exports
@@ -300,23 +370,30 @@ def _guarded_reader():
     return OverviewBoundReader
 
 
-def _series_png(path: str, z: int, x: int, y: int, algorithm=None) -> bytes:
+def _series_png(path: str, z: int, x: int, y: int, algorithm=None,
+                grid: TileGrid | None = None) -> bytes:
     """The series' tiles (basemaps): a zoom coarser than the overviews is an empty
     transparent tile, not an error, so a map zoomed out draws nothing there quietly."""
     try:
-        return _tile_png(path, z, x, y, algorithm)
+        return _tile_png(path, z, x, y, algorithm, grid)
     except CoarserThanOverviews:
         return _transparent_png()
 
 
-def _tile_png(path: str, z: int, x: int, y: int, algorithm=None) -> bytes:
+def _tile_png(path: str, z: int, x: int, y: int, algorithm=None,
+              grid: TileGrid | None = None) -> bytes:
     import numpy
     from titiler.core.utils import render_image
 
-    with _guarded_reader()(path) as src:  # WebMercatorQuad
-        # heights are resampled cubic: bilinear has slope jumps a hillshade shows as a grid
+    # heights are resampled cubic: bilinear has slope jumps a hillshade shows as a grid
+    method = "cubic" if algorithm else "bilinear"
+    # the COGs are in EPSG:3857: another grid's tile is warped from them, with the same
+    # resampling (rio-tiler's default warp is nearest: steps a hillshade shows as terraces)
+    reader, warp = ({}, {}) if grid is None or grid.id == TMS else \
+        ({"tms": grid.tms}, {"reproject_method": method})
+    with _guarded_reader()(path, **reader) as src:
         img = src.tile(x, y, z, buffer=getattr(algorithm, "buffer", None) or None,
-                       resampling_method="cubic" if algorithm else "bilinear")
+                       resampling_method=method, **warp)
     if algorithm is not None:
         valid = ~numpy.ma.getmaskarray(img.array)[0]
         img = algorithm(img)
@@ -334,6 +411,69 @@ def _ground_pixel_m(z: int, y: int, tilesize: int = 256) -> float:
 
     lat = math.atan(math.sinh(math.pi * (1 - 2 * (y + 0.5) / 2 ** z)))
     return 2 * math.pi * 6378137.0 / (tilesize * 2 ** z) * math.cos(lat)
+
+
+def _ground_pixel_xy_m(grid: TileGrid, z: int, x: int, y: int,
+                       tilesize: int = 256) -> tuple[float, float]:
+    """Ground metres per pixel east-west and north-south of a tile of a geographic grid
+    (CGCS2000Quad), at its centre: a degree of longitude is cos(latitude) of one of
+    latitude (on the sphere _ground_pixel_m uses, radius 6 378 137 m)."""
+    import math
+
+    b = grid.tms.xy_bounds(x, y, z)
+    per_degree = 2 * math.pi * 6378137.0 / 360
+    lat = math.radians((b.top + b.bottom) / 2)
+    return ((b.right - b.left) / tilesize * per_degree * math.cos(lat),
+            (b.top - b.bottom) / tilesize * per_degree)
+
+
+def _hillshade_class():
+    from titiler.core.algorithm import HillShade
+
+    class GroundHillShade(HillShade):
+        """titiler's HillShade (the same formula, buffer and output) with each axis's own
+        ground pixel size in metres, so slopes are true where pixels are not square on
+        the ground (a geographic grid); `z_exaggeration` is then the plain exaggeration."""
+
+        pixel_x_m: float = 1.0
+        pixel_y_m: float = 1.0
+
+        def __call__(self, img):
+            import numpy
+            from rasterio import windows
+            from rio_tiler.models import ImageData
+
+            # titiler: x, y = numpy.gradient(heights) — per pixel; here per metre
+            x, y = numpy.gradient(img.array[0], self.pixel_y_m, self.pixel_x_m)
+            x *= self.z_exaggeration
+            y *= self.z_exaggeration
+            slope = numpy.pi / 2.0 - numpy.arctan(numpy.sqrt(x * x + y * y))
+            aspect = numpy.arctan2(-x, y)
+            azimuth = numpy.deg2rad(360.0 - self.azimuth)
+            altitude = numpy.deg2rad(self.angle_altitude)
+            shaded = numpy.sin(altitude) * numpy.sin(slope) + numpy.cos(altitude) \
+                * numpy.cos(slope) * numpy.cos(azimuth - aspect)
+            data = 255 * (shaded + 1) / 2
+            data[data < 0] = 0
+            bounds = img.bounds
+            if self.buffer:
+                data = data[self.buffer:-self.buffer, self.buffer:-self.buffer]
+                bounds = windows.bounds(windows.Window(col_off=self.buffer, row_off=self.buffer,
+                                                       width=data.shape[1],
+                                                       height=data.shape[0]), img.transform)
+            return ImageData(data.astype(self.output_dtype), assets=img.assets, crs=img.crs,
+                             bounds=bounds, band_descriptions=["hillshade"])
+    return GroundHillShade
+
+
+_GroundHillShade = _hillshade_class()
+
+
+def _tile_matrix_sets():
+    """titiler's supported sets: morecantile's, and the platform's CGCS2000Quad."""
+    import morecantile
+
+    return morecantile.tms.register({CGCS2000_QUAD: GRIDS[CGCS2000_QUAD].tms})
 
 
 def _png():

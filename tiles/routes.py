@@ -1,5 +1,11 @@
 """HTTP for vector tiles: /tiles/{layer}/{z}/{x}/{y}.mvt, TileJSON, a MapLibre style.
 
+`/tiles/{layer}/{z}/{x}/{y}.mvt` is WebMercatorQuad (what it has always been);
+`/tiles/{layer}/{tileMatrixSetId}/{z}/{x}/{y}.mvt` names the grid: `CGCS2000Quad` for
+EPSG:4490 clients (gisplatform/crs/tile_grids.py), or `WebMercatorQuad` — the same tile as
+the short path. Both answer through one handler: same time parameters, access decision,
+cache and headers.
+
 Every tile request asks the one security decision (`gisplatform.security.access`) before
 touching the cache: a conditional layer needs a grant (401 anonymous, 403 without grant).
 Tiles never carry personal attributes, so a cached tile serves every allowed caller.
@@ -16,6 +22,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 
 from gisplatform.api.responses import Style, TileJSON, TileLayers, errors
+from gisplatform.crs.tile_grids import WEB_MERCATOR, WEB_MERCATOR_QUAD
 from gisplatform.errors import problem, refusal
 from gisplatform.security import (
     ANONYMOUS,
@@ -28,9 +35,9 @@ from gisplatform.security import (
 )
 from gisplatform.temporal import TemporalError, parse_request_instant
 
-from .cache import Tile, when_key
+from .cache import Key, Tile, when_key
 from .service import TileService
-from .sources import TileRequestError, TileSource
+from .sources import GRIDS, TileGrid, TileRequestError, TileSource, grid_named
 
 MVT = "application/vnd.mapbox-vector-tile"
 CORS = {"Access-Control-Allow-Origin": "*"}
@@ -79,10 +86,15 @@ def tile_router(service: TileService, public_url: str, bounds: tuple[float, ...]
     LAYER = Path(description="a tile layer (see /tiles/)",
                  json_schema_extra={"enum": sorted(sources)})
 
-    def tile_url(name: str, request: Request) -> str:
+    TMS = Path(alias="tileMatrixSetId", description=(
+        "the tile grid: CGCS2000Quad (EPSG:4490, lon/lat; 天地图-style) or WebMercatorQuad"),
+        json_schema_extra={"enum": list(GRIDS)})
+
+    def tile_url(name: str, request: Request, grid: str | None = None) -> str:
         keep = {k: v for k, v in request.query_params.items()
                 if k in ("datetime", "known_at", "token")}
-        return (f"{public_url}/tiles/{name}/{{z}}/{{x}}/{{y}}.mvt"
+        where = f"{name}/{grid}" if grid else name
+        return (f"{public_url}/tiles/{where}/{{z}}/{{x}}/{{y}}.mvt"
                 + ("?" + urlencode(keep) if keep else ""))
 
     def readable(request: Request) -> list[TileSource]:
@@ -97,6 +109,26 @@ def tile_router(service: TileService, public_url: str, bounds: tuple[float, ...]
                        datetime_: str | None = Query(None, alias="datetime", description=DATETIME_DOC),
                        known_at: str | None = Query(None, description=KNOWN_AT_DOC)):
         """A Mapbox Vector Tile (WebMercatorQuad) of the layer at an instant."""
+        return await answer(request, layer, WEB_MERCATOR, z, x, y, datetime_, known_at)
+
+    @router.get("/tiles/{layer}/{tileMatrixSetId}/{z}/{x}/{y}.mvt", response_class=Response,
+                responses={200: {"content": {MVT: {}}}, 204: {"description": "empty tile"},
+                           **errors(400, 403, 404)})
+    async def get_grid_tile(request: Request, layer: str = LAYER, tms: str = TMS,
+                            z: int = ..., x: int = ..., y: int = ...,
+                            datetime_: str | None = Query(None, alias="datetime",
+                                                          description=DATETIME_DOC),
+                            known_at: str | None = Query(None, description=KNOWN_AT_DOC)):
+        """A Mapbox Vector Tile of the layer at an instant in a named tile grid: in
+        CGCS2000Quad the tile is a lon/lat box and its coordinates are EPSG:4490's."""
+        grid = grid_named(tms)
+        if grid is None:
+            return problem(404, f"no tile matrix set {tms!r}; offered: {', '.join(GRIDS)}",
+                           headers=CORS)
+        return await answer(request, layer, grid, z, x, y, datetime_, known_at)
+
+    async def answer(request: Request, layer: str, grid: TileGrid, z: int, x: int, y: int,
+                     datetime_: str | None, known_at: str | None) -> Response:
         src = sources.get(layer)
         if src is None:
             return problem(404, f"no tile layer {layer!r}; see /tiles/", headers=CORS)
@@ -105,27 +137,38 @@ def tile_router(service: TileService, public_url: str, bounds: tuple[float, ...]
         try:
             at = _instant("datetime", datetime_)
             known = _instant("known_at", known_at)
-            tile, hit = await service.tile(layer, z, x, y, at, known)
+            tile, hit = await service.tile(layer, z, x, y, at, known, grid)
         except TileRequestError as e:
             return problem(400, str(e), headers=CORS)
         status, headers = tile_response(src, tile, hit, at, known,
                                         request.headers.get("if-none-match"))
         return Response(tile.data if status == 200 else None, status_code=status, headers=headers)
 
-    @router.get("/ogc/collections/{collection}/tiles/WebMercatorQuad/{z}/{row}/{col}",
-                response_class=Response, tags=["OGC API Tiles"],
-                responses={200: {"content": {MVT: {}}}, 204: {"description": "empty tile"},
-                           **errors(400, 403, 404)})
-    async def get_ogc_tile(request: Request, z: int, row: int, col: int,
-                           collection: str = Path(json_schema_extra={"enum": sorted(ogc_tiles or {})}),
-                           datetime_: str | None = Query(None, alias="datetime",
-                                                         description=DATETIME_DOC),
-                           known_at: str | None = Query(None, description=KNOWN_AT_DOC)):
-        """OGC API Tiles: the same tile as /tiles/{layer}/{z}/{col}/{row}.mvt."""
-        layer = (ogc_tiles or {}).get(collection)
-        if layer is None:
-            return problem(404, f"collection {collection!r} has no vector tiles", headers=CORS)
-        return await get_tile(request, layer, z, col, row, datetime_, known_at)
+    def ogc_tile_route(grid: TileGrid) -> None:
+        """OGC API Tiles' tile path of one grid (a literal segment, so any other tile
+        matrix set id still reaches pygeoapi, which refuses it)."""
+        same = ("/tiles/{layer}/{z}/{col}/{row}.mvt" if grid.id == WEB_MERCATOR_QUAD
+                else f"/tiles/{{layer}}/{grid.id}/{{z}}/{{col}}/{{row}}.mvt")
+
+        @router.get(f"/ogc/collections/{{collection}}/tiles/{grid.id}/{{z}}/{{row}}/{{col}}",
+                    response_class=Response, tags=["OGC API Tiles"],
+                    description=f"OGC API Tiles: the same tile as {same}.",
+                    responses={200: {"content": {MVT: {}}}, 204: {"description": "empty tile"},
+                               **errors(400, 403, 404)})
+        async def get_ogc_tile(request: Request, z: int, row: int, col: int,
+                               collection: str = Path(
+                                   json_schema_extra={"enum": sorted(ogc_tiles or {})}),
+                               datetime_: str | None = Query(None, alias="datetime",
+                                                             description=DATETIME_DOC),
+                               known_at: str | None = Query(None, description=KNOWN_AT_DOC)):
+            layer = (ogc_tiles or {}).get(collection)
+            if layer is None:
+                return problem(404, f"collection {collection!r} has no vector tiles",
+                               headers=CORS)
+            return await answer(request, layer, grid, z, col, row, datetime_, known_at)
+
+    for g in GRIDS.values():
+        ogc_tile_route(g)
 
     @router.get("/tiles/style.json", responses={200: {"model": Style}})
     async def style(request: Request):
@@ -171,7 +214,9 @@ def tile_router(service: TileService, public_url: str, bounds: tuple[float, ...]
             {"id": s.name, "title": s.title, "theme": s.theme, "sharing": s.sharing,
              "geometry_type": s.geometry_type, "detail_zoom": s.detail_zoom,
              "tilejson": f"{public_url}/tiles/{s.name}.json",
-             "tiles": tile_url(s.name, request)}
+             "tiles": tile_url(s.name, request),
+             # the tiles in each tile matrix set (/ogc/tileMatrixSets/{id} defines it)
+             "tile_matrix_sets": {g: tile_url(s.name, request, g) for g in GRIDS}}
             for s in readable(request)]}, headers=CORS)
 
     @router.get("/tiles/cache", include_in_schema=False)
@@ -314,7 +359,13 @@ class CachedTileFastPath:
 
     def _cached(self, scope):
         parts = scope["path"][7:-4].split("/")
-        if len(parts) != 4:
+        if len(parts) == 5:  # /tiles/{layer}/{tileMatrixSetId}/{z}/{x}/{y}.mvt
+            grid = parts.pop(1)
+            if grid not in GRIDS:
+                return None
+        elif len(parts) == 4:
+            grid = WEB_MERCATOR_QUAD
+        else:
             return None
         src = self.service.sources.get(parts[0])
         if src is None or not access(ANONYMOUS, src.name, src.sharing).read:
@@ -332,7 +383,7 @@ class CachedTileFastPath:
             return None  # the route gives the proper 4xx
         if known is not None and at is None:
             at = known
-        tile = self.service.cache.get((src.name, z, x, y, when_key(at, known)))
+        tile = self.service.cache.get(Key(src.name, z, x, y, when_key(at, known), grid))
         if tile is None:
             return None
         inm = headers.get(b"if-none-match")

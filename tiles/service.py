@@ -9,7 +9,9 @@ from datetime import datetime
 
 from psycopg_pool import AsyncConnectionPool
 
-from .cache import Tile, TileCache, when_key
+from gisplatform.crs.tile_grids import WEB_MERCATOR, WEB_MERCATOR_QUAD, TileGrid
+
+from .cache import Key, Tile, TileCache, when_key
 from .pyramid import BUILT_SQL, zooms
 from .sources import TileSource, check_tile, tile_params, tile_sql
 
@@ -31,14 +33,16 @@ class TileService:
         self._pyramids_read = -PYRAMIDS_TTL_S
 
     async def tile(self, name: str, z: int, x: int, y: int, at: datetime | None = None,
-                   known_at: datetime | None = None) -> tuple[Tile, bool]:
-        """(tile, from_cache). An empty tile has empty data. The caller checked access."""
+                   known_at: datetime | None = None,
+                   grid: TileGrid = WEB_MERCATOR) -> tuple[Tile, bool]:
+        """(tile, from_cache) of z/x/y in `grid`. An empty tile has empty data. The caller
+        checked access."""
         src = self.sources[name]
-        check_tile(z, x, y)
+        check_tile(z, x, y, grid)
         if known_at is not None and at is None:
             at = known_at  # "as known at K" without a datetime: the city as it was at K
             # (CachedTileFastPath applies the same rule to find the key)
-        key = (name, z, x, y, when_key(at, known_at))
+        key = Key(name, z, x, y, when_key(at, known_at), grid.id)
         hit = self.cache.get(key)
         if hit is not None:
             return hit, True
@@ -50,7 +54,7 @@ class TileService:
         self._inflight[key] = future
         try:
             epoch = self.cache.epoch(name)
-            tile = await self._render(src, z, x, y, at, known_at)
+            tile = await self._render(src, z, x, y, at, known_at, grid)
             self.cache.put(key, tile, epoch)
             future.set_result(tile)
             return tile, False
@@ -62,12 +66,15 @@ class TileService:
             del self._inflight[key]
 
     async def _render(self, src: TileSource, z: int, x: int, y: int,
-                      at: datetime | None, known_at: datetime | None) -> Tile:
+                      at: datetime | None, known_at: datetime | None,
+                      grid: TileGrid = WEB_MERCATOR) -> Tile:
         async with self._renders, self.pool.connection() as conn:
-            z_range = (await self._built(conn)).get(src.name)
+            # the pyramid counts WebMercatorQuad's tile cells: other grids read the versions
+            z_range = (await self._built(conn)).get(src.name) \
+                if grid.id == WEB_MERCATOR_QUAD else None
             pyramid = z_range is not None and z_range == zooms(src) and z_range[0] <= z <= z_range[1]
-            query = tile_sql(src, z, known_at is not None, pyramid)
-            params = {**tile_params(z, x, y, at, known_at), "layer": src.name}
+            query = tile_sql(src, z, known_at is not None, pyramid, grid)
+            params = {**tile_params(z, x, y, at, known_at, grid), "layer": src.name}
             # prepared, a statement gets a generic plan after five runs: for the pyramid's
             # that plan reads the month so far through the geometry index (1.7 s against
             # 35 ms for a city-size tile); unprepared, it is planned for its instant (~2 ms)

@@ -9,6 +9,7 @@ import yaml
 from pygeoapi.util import yaml_load
 
 from gisplatform.config import REPO_ROOT
+from gisplatform.crs.tile_grids import GRIDS
 
 from . import catalog, extents
 from .openapi import bundle
@@ -70,7 +71,7 @@ def _tile_provider(source: str) -> dict:
     base = os.environ["GISPLATFORM_PUBLIC_URL"]
     return {"type": "tile", "name": "gisplatform.ogc.tiles.PlatformTileProvider",
             "layer": source, "data": f"{base}/tiles/{source}/{{z}}/{{x}}/{{y}}.mvt",
-            "options": {"zoom": {"min": 0, "max": 22}, "schemes": ["WebMercatorQuad"]},
+            "options": {"zoom": {"min": 0, "max": 22}, "schemes": list(GRIDS)},
             "format": {"name": "mvt", "mimetype": "application/vnd.mapbox-vector-tile"}}
 
 

@@ -10,7 +10,7 @@ import threading
 from http import HTTPStatus
 from pathlib import Path
 
-from . import catalog, config, guards, provider
+from . import catalog, config, guards, provider, tiles
 
 # The pygeoapi minor version whose internals this module and guards.py patch
 # (execute_from_starlette, validate_datetime, gen_collection, queryables, …).
@@ -169,5 +169,8 @@ def ogc_app(collections: list[catalog.Collection], pool, public_url: str, workdi
     guards.execute_needs_an_object(processes)
     guards.authorize_writes_first(itemtypes)
     guards.json_errors(starlette_app.APP)
+    from pygeoapi.api import tiles as tiles_api
+
+    tiles.offer_tile_matrix_sets(tiles_api, starlette_app.APP, f"{public_url.rstrip('/')}/ogc")
     return guards.BodyNeedsMediaType(starlette_app.APP)
 

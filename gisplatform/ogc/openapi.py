@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import copy
 
+from gisplatform.crs.tile_grids import GRIDS
+
 F1 = "https://schemas.opengis.net/ogcapi/features/part1/1.0/openapi/ogcapi-features-1.yaml"
 P1 = "https://schemas.opengis.net/ogcapi/processes/part1/1.0/openapi"
 T1 = "https://schemas.opengis.net/ogcapi/tiles/part1/1.0/openapi/ogcapi-tiles-1.yaml"
@@ -95,8 +97,9 @@ PARAMETERS = {
                                             "items": {"type": "string", "pattern": r"[+|-]?[A-Za-z_].*"}}},
     # OGC API Tiles path parameters (OGC 20-057, A.2)
     "tileMatrixSetId": {"name": "tileMatrixSetId", "in": "path", "required": True,
-                        "description": "tile matrix set (only WebMercatorQuad is offered)",
-                        "schema": {"type": "string", "enum": ["WebMercatorQuad"]}},
+                        "description": "tile matrix set: WebMercatorQuad, or CGCS2000Quad "
+                                       "(EPSG:4490; /ogc/tileMatrixSets/CGCS2000Quad)",
+                        "schema": {"type": "string", "enum": list(GRIDS)}},
     **{name: {"name": name, "in": "path", "required": True, "description": text,
               "schema": {"type": "integer", "minimum": 0}}
        for name, text in (("tileMatrix", "zoom level"), ("tileRow", "row (y) of the tile"),
