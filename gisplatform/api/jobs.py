@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 JOB_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -163,6 +164,18 @@ class Jobs:
     def close(self) -> None:
         self.stopping.set()
         self.pool.shutdown(wait=False, cancel_futures=True)
+
+    @asynccontextmanager
+    async def lifespan(self, app):
+        """A router's lifespan: expired jobs swept as the app starts, the pool closed as
+        it stops."""
+        from starlette.concurrency import run_in_threadpool
+
+        await run_in_threadpool(self.sweep)
+        try:
+            yield
+        finally:
+            self.close()
 
 
 def times(job: dict) -> dict:

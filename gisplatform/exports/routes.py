@@ -19,7 +19,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import APIRouter, Request
@@ -94,15 +93,7 @@ def exports_router(layers: dict, url: str, settings) -> APIRouter:
                       settings.exports_ttl_hours, settings.exports_workers)
     public_url = settings.public_url
 
-    @asynccontextmanager
-    async def lifespan(app):
-        await run_in_threadpool(jobs.sweep)
-        try:
-            yield
-        finally:
-            jobs.close()
-
-    router = APIRouter(prefix="/api/exports", tags=["platform"], lifespan=lifespan,
+    router = APIRouter(prefix="/api/exports", tags=["platform"], lifespan=jobs.lifespan,
                        responses=errors(401))
     base = f"{public_url}/api/exports"
 

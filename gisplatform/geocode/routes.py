@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import math
 from collections.abc import Callable
-from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -88,16 +87,8 @@ def geocode_router(sources: Callable[[], Sources], connect, url: str, settings,
                 "geocode", expected=(AddressError,))
     base = f"{public_url}/api/geocode/batch"
 
-    @asynccontextmanager
-    async def lifespan(app):
-        await run_in_threadpool(jobs.sweep)
-        try:
-            yield
-        finally:
-            jobs.close()
-
     router = APIRouter(prefix="/api", tags=["geocoding"], responses=errors(401, 403),
-                       lifespan=lifespan)
+                       lifespan=jobs.lifespan)
 
     @router.get("/geocode", responses=errors(400))
     async def geocode_(q: str = Query("", description="an address, a place or an area"),

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import APIRouter, Request
@@ -65,15 +64,7 @@ def layers_router(publish: Publish, definitions: Callable[[], list[LayerDefiniti
     public_url = settings.public_url
     base = f"{public_url}/api/layers"
 
-    @asynccontextmanager
-    async def lifespan(app):
-        await run_in_threadpool(jobs.sweep)
-        try:
-            yield
-        finally:
-            jobs.close()
-
-    router = APIRouter(prefix="/api/layers", tags=["platform"], lifespan=lifespan,
+    router = APIRouter(prefix="/api/layers", tags=["platform"], lifespan=jobs.lifespan,
                        responses=errors(401))
 
     @router.get("", responses={200: {"description": "Every layer's definition (summary)."}})
