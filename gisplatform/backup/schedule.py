@@ -40,13 +40,18 @@ def newest(root: Path) -> Manifest | None:
     return None
 
 
+def age_s(m: Manifest) -> float:
+    """Seconds since backup `m` ended."""
+    return (datetime.now(UTC) - datetime.fromisoformat(m.finished or m.created)).total_seconds()
+
+
 def status(root: Path, period_s: float) -> dict:
     """The newest backup's id, age and size, and a warning when there is none or it is
     older than twice the schedule (or than a day, without a schedule)."""
     m = newest(root)
     if m is None:
         return {"last": None, "warning": "no backup yet (gisplatform backup create)"}
-    age = (datetime.now(UTC) - datetime.fromisoformat(m.finished or m.created)).total_seconds()
+    age = age_s(m)
     out = {"last": m.id, "age_s": round(age), "size_bytes": m.size, "method": m.method}
     limit = 2 * period_s if period_s > 0 else 86400
     if age > limit:
@@ -59,7 +64,7 @@ def gauges(root: Path):
     m = newest(root)
     if m is None:
         return []
-    age = (datetime.now(UTC) - datetime.fromisoformat(m.finished or m.created)).total_seconds()
+    age = age_s(m)
     return [("gisplatform_backup_last_age_seconds", "seconds since the newest backup ended",
              {(): round(age)}),
             ("gisplatform_backup_last_size_bytes", "bytes of the newest backup", {(): m.size})]
