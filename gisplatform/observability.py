@@ -77,8 +77,8 @@ class Metrics:
 
 def area_of(path: str) -> str:
     first = path.split("/", 2)[1] if path.count("/") >= 1 else ""
-    return "/" + first if first in {"ogc", "tiles", "raster", "3d", "api", "viewer", "health",
-                                    "metrics", "docs", "openapi.json"} else "/other"
+    return "/" + first if first in {"ogc", "tiles", "raster", "basemaps", "3d", "api", "viewer",
+                                    "health", "metrics", "docs", "openapi.json"} else "/other"
 
 
 class RequestLog:

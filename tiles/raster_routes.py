@@ -23,6 +23,7 @@ CGCS2000Quad tile is warped from them on each request (rio-tiler's tms=).
 import logging
 from collections.abc import Callable
 from datetime import datetime
+from functools import cache
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import quote
@@ -115,11 +116,10 @@ def raster_app(pool: Callable[[], object], data_dir: Path) -> FastAPI:
         return str(path)
 
     async def latest(kind: str, at: datetime) -> Raster:
-        found = await fetch("where kind = %s and at <= %s order by at desc, name limit 1",
-                            (kind, at))
-        if not found:
+        found = await latest_raster(pool(), kind, at)
+        if found is None:
             raise HTTPException(404, f"no {kind} raster at or before {at.isoformat()}")
-        return found[0]
+        return found
 
     # ------------------------------------------------------------------ dependencies
 
@@ -293,6 +293,34 @@ def raster_app(pool: Callable[[], object], data_dir: Path) -> FastAPI:
     return app
 
 
+async def latest_raster(pool, kind: str, at: datetime) -> Raster | None:
+    """The series' raster at AT: the latest of KIND whose time is ≤ AT."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(f"select {COLUMNS} from city.rasters where kind = %s"
+                                 " and at <= %s order by at desc, name limit 1", (kind, at))
+        row = await cur.fetchone()
+    return Raster.from_row(row) if row else None
+
+
+async def ortho_fallback(pool, data_dir: Path, grid: TileGrid, z: int, x: int,
+                         y: int) -> tuple[bytes, str | None]:
+    """The orthophoto series' tile z/x/y of GRID now, and its raster's name, for an
+    external basemap whose source failed (tiles/basemap_routes.py): a transparent tile
+    where the platform has no orthophoto."""
+    from rio_tiler.errors import TileOutsideBounds
+
+    raster = await latest_raster(pool, "ortho", datetime.now(BEIJING_TIME))
+    if raster is not None:
+        try:
+            path = file_in(raster_dir(data_dir), raster.path)
+            if path.is_file():
+                png = await run_in_threadpool(_series_png, str(path), z, x, y, None, grid)
+                return png, raster.name
+        except (RasterError, TileOutsideBounds):
+            pass
+    return _transparent_png(), None
+
+
 def basemaps(pool, public_url: str):
     """The style's raster layers: hillshade of the DEM, then the orthophoto of the year the
     map shows — only those registered with a time not after the map's datetime, so a map
@@ -347,6 +375,7 @@ def _coarser_error():
 CoarserThanOverviews = _coarser_error()
 
 
+@cache
 def _transparent_png() -> bytes:
     import numpy
     from rio_tiler.models import ImageData

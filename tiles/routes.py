@@ -79,7 +79,7 @@ def tile_router(service: TileService, public_url: str, bounds: tuple[float, ...]
                 ogc_tiles: dict[str, str] | None = None,
                 label_font: FilePath | None = None) -> APIRouter:
     """`basemaps`: the raster layers under the style for a request (id, tiles, bounds,
-    opacity); `ogc_tiles`: OGC collection id → tile source, for OGC API Tiles' tile path;
+    opacity; minzoom, maxzoom, attribution, metadata, visible); `ogc_tiles`: OGC collection id → tile source, for OGC API Tiles' tile path;
     `label_font`: the TrueType file labels are drawn with (served at /tiles/fonts/)."""
     router = APIRouter(tags=["Vector tiles"], responses=errors(401))  # 401: unknown token
     sources = service.sources
@@ -267,12 +267,20 @@ def _style(srcs: list[TileSource], tile_url, request: Request, bounds, basemaps,
              "sources": {}, "layers": [{"id": "background", "type": "background",
                                         "paint": {"background-color": "#f2efe9"}}]}
     labels = []  # drawn above every layer
-    for b in basemaps:  # raster basemaps (orthophoto, hillshade) from /raster
-        style["sources"][b["id"]] = {"type": "raster", "tiles": [b["tiles"]], "tileSize": 256,
-                                     "bounds": b.get("bounds", list(bounds)),
-                                     "maxzoom": b.get("maxzoom", 18)}
-        style["layers"].append({"id": b["id"], "type": "raster", "source": b["id"],
-                                "paint": {"raster-opacity": b.get("opacity", 1.0)}})
+    # raster basemaps: registered external ones (tiles/basemap_routes.py), then the
+    # hillshade and orthophoto from /raster
+    for b in basemaps:
+        source = {"type": "raster", "tiles": [b["tiles"]], "tileSize": 256,
+                  "bounds": b.get("bounds", list(bounds)), "maxzoom": b.get("maxzoom", 18)}
+        source.update({k: b[k] for k in ("minzoom", "attribution") if b.get(k)})
+        style["sources"][b["id"]] = source
+        layer = {"id": b["id"], "type": "raster", "source": b["id"],
+                 "paint": {"raster-opacity": b.get("opacity", 1.0)}}
+        if "metadata" in b:
+            layer["metadata"] = b["metadata"]
+        if b.get("visible") is False:
+            layer["layout"] = {"visibility": "none"}
+        style["layers"].append(layer)
     for src in srcs:
         style["sources"][src.name] = {"type": "vector", "tiles": [tile_url(src.name, request)],
                                       "minzoom": src.minzoom, "maxzoom": src.maxzoom,

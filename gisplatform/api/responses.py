@@ -84,6 +84,21 @@ class Style(_Open):
     layers: list[dict]
 
 
+class Basemap(_Open):
+    name: str
+    title: str
+    tile_matrix_set: str
+    minzoom: int
+    maxzoom: int
+    attribution: str
+    default: bool
+    tiles: str
+
+
+class Basemaps(_Open):
+    basemaps: list[Basemap]
+
+
 class Tileset3D(_Open):
     """3D Tiles 1.x tileset.json: the required members."""
     asset: dict

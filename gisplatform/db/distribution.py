@@ -62,6 +62,8 @@ OTHER_TABLES = {
     "grants": (REFERENCE, "references api_tokens"),
     "rasters": (REFERENCE, "registry of served COGs; a few rows"),
     "tilesets": (REFERENCE, "registry of 3D tilesets; a few rows"),
+    "basemaps": (LOCAL, "registered external basemaps with their keys: read by the app "
+                        "through the coordinator, the keys never copied to the workers"),
     "audit_log": (LOCAL, ("append-only log written by the app through the coordinator; "
                          "partition by month when it grows (docs/scaling.md)")),
     "purge_log": (LOCAL, "append-only record of legal erasures"),

@@ -39,6 +39,8 @@ export class Map2D {
     });
     this.map.addControl(new maplibregl.NavigationControl({ visualizePitch: true }), "top-right");
     this.map.addControl(new maplibregl.ScaleControl({ unit: "metric" }), "bottom-right");
+    // the attributions of the sources shown (a registered basemap's, e.g. 天地图), nothing else
+    this.map.addControl(new maplibregl.AttributionControl({ compact: true }), "bottom-left");
     this.map.on("click", (e) => this.onClick(e));
     this.map.on("mousemove", (e) => {
       const f = this.map.queryRenderedFeatures(e.point, { layers: this.interactiveLayers() });
@@ -80,8 +82,10 @@ export class Map2D {
       if (!layer.source) continue;
       const props = OPACITY_PROPS[layer.type] || [];
       layer.metadata = { ...(layer.metadata || {}), "gp:base": Object.fromEntries(props.map((p) => [p, layer.paint?.[p] ?? 1])) };
-      // the base map (a layer of theme "basemap", e.g. roads, water, place names) starts on
-      const u = this.userOf(layer.source, layer.metadata["gisplatform:theme"] === "basemap");
+      // the base map (a layer of theme "basemap", e.g. roads, water, place names) starts on;
+      // a registered external basemap only when the operator marked it default
+      const u = this.userOf(layer.source, layer.metadata["gisplatform:theme"] === "basemap"
+        && layer.layout?.visibility !== "none");
       layer.layout = { ...(layer.layout || {}), visibility: u.visible ? "visible" : "none" };
       for (const p of props) {
         const base = layer.metadata["gp:base"][p];
@@ -177,7 +181,9 @@ export class Map2D {
       seen.add(layer.source);
       const md = layer.metadata || {};
       const theme = layer.type === "raster" ? "basemap" : md["gisplatform:theme"] || "base";
-      const title = layer.source === CONES ? t("layer.cones") : layer.type === "raster" ? t(`layer.${layer.source}`)
+      // rasters: the platform's own by i18n key, registered basemaps by their "中文 English" title
+      const title = layer.source === CONES ? t("layer.cones")
+        : layer.type === "raster" && !md["gisplatform:title"] ? t(`layer.${layer.source}`)
         : split(md["gisplatform:title"]) || layer.source;
       if (!groups.has(theme)) groups.set(theme, []);
       groups.get(theme).push({ source: layer.source, title, swatch: this.swatch(layer.source) });
