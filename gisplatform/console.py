@@ -1,5 +1,6 @@
-"""What every `gisplatform` sub-command shares: stderr, the one-line failure, and the
-database connection from the settings (failures to reach it are that one line too)."""
+"""What every `gisplatform` sub-command shares: stderr, the one-line failure, the
+database connection from the settings (failures to reach it are that one line too) and
+who `--token` makes the command act as."""
 
 from __future__ import annotations
 
@@ -39,3 +40,21 @@ def connection(application_name: str = "gisplatform-cli", **kwargs) -> psycopg.C
         return connect(get_settings(), application_name=application_name, **kwargs)
     except EmbeddedError as e:
         raise fail(str(e)) from None
+
+
+def principal(url: str, secret: str | None, application_name: str = "gisplatform-cli"):
+    """Who a command acts as: the principal of `--token` SECRET (its department and
+    grants, exactly as over HTTP), or the anonymous public without one. An unknown,
+    revoked or expired token, or no database, is the one-line failure."""
+    from gisplatform.db.connections import connect
+    from gisplatform.security import ANONYMOUS, AuthError, principal_for_token
+
+    if not secret:
+        return ANONYMOUS
+    try:
+        with connect(url, application_name) as conn:
+            return principal_for_token(conn, secret.strip())
+    except AuthError as e:
+        raise fail(f"--token: {e}") from None
+    except psycopg.OperationalError as e:
+        raise fail(f"cannot connect to the database: {str(e).strip().splitlines()[0]}") from None

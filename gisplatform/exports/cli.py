@@ -22,23 +22,7 @@ from typing import Annotated
 import typer
 
 from gisplatform.console import database_url, err, fail
-
-
-def _principal(url: str, secret: str | None):
-    import psycopg
-
-    from gisplatform.db.connections import connect
-    from gisplatform.security import ANONYMOUS, AuthError, principal_for_token
-
-    if not secret:
-        return ANONYMOUS
-    try:
-        with connect(url, "gisplatform-export") as conn:
-            return principal_for_token(conn, secret.strip())
-    except AuthError as e:
-        raise fail(f"--token: {e}") from None
-    except psycopg.OperationalError as e:
-        raise fail(f"cannot connect to the database: {str(e).strip().splitlines()[0]}") from None
+from gisplatform.console import principal as principal_of
 
 
 def export_command(layers: Callable[[], Mapping[str, object]]):
@@ -83,7 +67,7 @@ def export_command(layers: Callable[[], Mapping[str, object]]):
         except ExportError as e:
             raise fail(str(e), 2) from None
         url = database_url()
-        principal = _principal(url, token)
+        principal = principal_of(url, token, "gisplatform-export")
         with Progress("[progress.description]{task.description}", BarColumn(),
                       MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
                       console=err, transient=True) as bar:

@@ -1,0 +1,1 @@
+"""The services other GIS software speaks: WMS, WFS and WMTS; QGIS projects."""
