@@ -7,5 +7,6 @@ bootstrap:
 run: bootstrap
 	.venv/bin/gisplatform up
 
-test: bootstrap
+test:
+	@sh scripts/bootstrap.sh --test
 	.venv/bin/python -m pytest

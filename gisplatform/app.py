@@ -14,6 +14,7 @@ from fastapi import APIRouter, FastAPI
 
 from models3d.routes import threed_router
 from models3d.terrain import terrain_router
+from tiles.basemap_routes import basemap_router, style_basemaps
 from tiles.cache import TileCache
 from tiles.invalidation import TileInvalidator
 from tiles.raster_routes import basemaps, raster_app
@@ -43,6 +44,9 @@ from .ogc.transactions import patch_router
 from .opendata import opendata_router, parse_every
 from .registry.routes import layers_router
 from .security.middleware import authenticate
+from .services.qgis_project import qgis_router
+from .services.routes import ows_router
+from .services.service import OwsService
 from .stats import stats_router
 from .viewer import viewer_app
 
@@ -105,6 +109,7 @@ def create_app(settings: Settings | None = None, db_url: str | None = None) -> F
             hooks.cancel()
             watcher.cancel()
             webhooks.close()
+            ows.close()
             await app_pool.close()
             ogc_pool.close()
 
@@ -139,8 +144,11 @@ def create_app(settings: Settings | None = None, db_url: str | None = None) -> F
     invalidator = app.state.tile_invalidator = TileInvalidator(
         url, tile_cache, wiring.TILE_DEPENDENTS, cache_dir / "state.json")
     # before the /ogc mount: OGC API Tiles requests for tiles are answered here
+    # the style's rasters: registered external basemaps under the hillshade and orthophoto
+    style_rasters = style_basemaps(app_pool, settings.public_url,
+                                   basemaps(app_pool, settings.public_url))
     app.include_router(tile_router(
-        tiles, settings.public_url, wiring.city_bbox(), basemaps=basemaps(app_pool, settings.public_url),
+        tiles, settings.public_url, wiring.city_bbox(), basemaps=style_rasters,
         ogc_tiles=served.ogc_tiles, label_font=settings.label_font))
     app.add_middleware(CachedTileFastPath, service=tiles)  # outermost: before auth
 
@@ -180,14 +188,29 @@ def create_app(settings: Settings | None = None, db_url: str | None = None) -> F
         wiring.layer_publisher(url), lambda: wiring.layer_definitions(url),
         lambda code: wiring.department_name(url, code),
         lambda name: wiring.layer_name_taken(url, name), settings))
+    # a QGIS project of what the caller may read (OGC API Features, vector tiles, history)
+    app.include_router(qgis_router(
+        lambda: wiring.qgis_sources(served.collections, served.tile_sources),
+        settings.public_url))
     # 3D: Cesium terrain from the registered DEM before /3d/{name}/… ("terrain" is
     # reserved), then 3D Tiles by registered name
     app.include_router(terrain_router(ogc_pool.connection, settings.data_dir,
                                       settings.public_url))
     app.include_router(threed_router(ogc_pool.connection, settings.data_dir,
                                      settings.public_url))
+    # WMS 1.3.0 and WFS 2.0 through MapServer, WMTS over its drawing (gisplatform/services)
+    ows = app.state.ows = OwsService(
+        lambda: served.ows, wiring.ows_rasters(ogc_pool.connection, settings.data_dir),
+        ogc_pool.connection, url, settings.public_url, settings.data_dir / "ows",
+        settings.label_font if settings.label_font.is_file() else None, wiring.city_bbox(),
+        settings.ows_processes, wiring.ows_hillshade(ogc_pool.connection))
+    app.include_router(ows_router(ows, ogc_pool.connection))
     # titiler over the registered COGs only, by name; its own app, with the same error model
     app.mount("/raster", raster_app(lambda: app.state.pool, settings.data_dir))
+    # registered external basemaps (天地图 …) through the platform, keys kept here; the
+    # orthophoto answers when a source fails
+    app.include_router(basemap_router(app_pool, settings.data_dir, settings.public_url,
+                                      tile_cache))
 
     # backups (gisplatform/backup): scheduled by GISPLATFORM_BACKUP_EVERY; the newest one's
     # age and size in /metrics and /health

@@ -13,6 +13,7 @@ from rich.console import Console
 
 from layers.cli import layer_app
 from models3d.cli import threed_app
+from tiles.basemap_cli import basemap_app
 from tiles.cli import tiles_app
 from tiles.raster_cli import raster_app
 
@@ -39,7 +40,9 @@ from .wiring import (
     layers,
 )
 
-app = typer.Typer(help="Fushun spatio-temporal city platform.", no_args_is_help=True)
+# no locals in a traceback: they would print secrets (basemap keys, database URLs)
+app = typer.Typer(help="Fushun spatio-temporal city platform.", no_args_is_help=True,
+                  pretty_exceptions_show_locals=False)
 
 
 def _layers():
@@ -66,6 +69,7 @@ app.add_typer(analyst_app, name="analyst")
 app.add_typer(tiles_app, name="tiles")
 app.add_typer(threed_app, name="3d")
 app.add_typer(raster_app, name="raster")
+app.add_typer(basemap_app, name="basemap")
 app.add_typer(changes_app(_layers), name="changes")
 app.command("export")(export_command(_layers))
 app.add_typer(opendata_app(_layers), name="opendata")
@@ -336,6 +340,48 @@ def _build_buildings3d(url: str) -> None:
         r = build(conn, get_settings().data_dir, city_bbox())
     err.print(f"3D buildings: {r.features:,} versions, {r.tiles} tiles ({r.written} written) in "
               f"{time.perf_counter() - t:.1f}s at /3d/{r.name}/tileset.json")
+
+
+@app.command("qgis-project")
+def qgis_project(
+    out: Path = typer.Argument(..., help="The project to write (.qgz); replaced if it exists."),
+    token: str = typer.Option(None, envvar="GISPLATFORM_TOKEN", show_envvar=True,
+                              help="The layers this token may read, the token in every URL "
+                              "(the file then holds it: a secret); default: anonymous, the "
+                              "public layers."),
+    base_url: str = typer.Option(None, "--base-url", help="The platform as QGIS reaches it "
+                                 "(default: GISPLATFORM_PUBLIC_URL, else http://host:port)."),
+) -> None:
+    """Write a QGIS project of every layer the token may read, as GET /qgis/project.qgz
+    serves it: OGC API Features and vector tiles in the platform's colours, the history
+    collections with the temporal controller set, the orthophoto basemap.
+
+    Exit codes: 1 = refused or failed (unknown token, database, unwritable file), 2 = bad
+    usage (not .qgz, a base URL that is not http(s))."""
+    from .console import database_url as console_database_url
+    from .console import principal as principal_of
+    from .security import ANONYMOUS
+    from .services.qgis_project import project
+    from .wiring import qgis_sources
+
+    if out.suffix.lower() != ".qgz":
+        raise fail(f"{out}: the project file must end in .qgz", 2)
+    base = (base_url or get_settings().public_url).rstrip("/")
+    if not base.startswith(("http://", "https://")):
+        raise fail(f"--base-url {base!r}: an http:// or https:// URL", 2)
+    who = principal_of(console_database_url(), token) if token else ANONYMOUS
+    _layers()  # the published layers too
+    made = project(qgis_sources(), who, base, token.strip() if token else None)
+    tmp = out.with_name(f".{out.name}.tmp")
+    try:  # whole or not at all
+        tmp.write_bytes(made.qgz)
+        tmp.replace(out)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise fail(f"cannot write {out}: {e.strerror or e}") from None
+    err.print(f"{len(made.layers)} layers ({'token ' + str(who.token_id) if token else 'anonymous'}"
+              f", {base}) → {out}" + ("; it holds the token: keep it as you would the token"
+                                       if token else ""), highlight=False)
 
 
 @app.command()

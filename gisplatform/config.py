@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     # The TrueType font map labels are drawn with, served at /tiles/fonts/label.ttf (Debian's
     # fonts-droid-fallback: Chinese and Latin in one file; scripts/bootstrap.sh installs it).
     label_font: Path = Path("/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf")
+    # WMS / WFS / WMTS (gisplatform/services): MapServer FastCGI processes per app worker
+    # (each holds one database connection per layer it has drawn).
+    ows_processes: int = Field(2, ge=1, le=32)
     # Exports over HTTP (gisplatform/exports/routes.py): jobs and files under data_dir/exports,
     # deleted this many hours after they were asked for; jobs run at once (the rest queue).
     exports_ttl_hours: float = 24

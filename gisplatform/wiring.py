@@ -200,6 +200,28 @@ def tile_sources() -> dict:
     return out
 
 
+def qgis_sources(collections: list[catalog.Collection] | None = None,
+                 sources: dict | None = None):
+    """What a QGIS project shows (gisplatform/services/qgis_project.py): the collections
+    and tile sources (default: as the registry stands now), each collection grouped under
+    its layer's theme (the population aggregates under the persons'), the city, and the
+    temporal controller's range from the action plan's start."""
+    from datetime import datetime
+
+    from gisplatform.temporal import BEIJING_TIME
+    from layers.population import PERSONS
+
+    from .services.qgis_project import Sources
+
+    collections = ogc_collections() if collections is None else collections
+    now = layers()
+    themes = {c.id: now[c.layer].theme if c.layer in now else PERSONS.theme
+              for c in collections}
+    since = datetime.strptime(stats_city().first_month, "%Y-%m").replace(tzinfo=BEIJING_TIME)
+    return Sources(collections, tile_sources() if sources is None else sources, themes,
+                   city_bbox(), since)
+
+
 def feed_layers(collections: list[catalog.Collection]) -> dict:
     """The change feed's layers: each layer and its -history collection (not aggregates)."""
     from .changefeed import FeedLayer
@@ -311,6 +333,7 @@ class Served:
     stats_sharing: dict
     feeds: dict
     webhook_layers: dict  # feed layer name → feed layer (the webhook sender's)
+    ows: dict  # layer name → what WMS / WFS serve of it (ows_layers)
 
     @classmethod
     def now(cls) -> Served:
@@ -318,7 +341,8 @@ class Served:
         feeds = feed_layers(collections)
         return cls(dict(layers()), collections, tile_sources(),
                    {c.id: c.tiles for c in collections if c.tiles}, searchables(),
-                   dict(stats_sharing()), feeds, {f.name: f for f in feeds.values()})
+                   dict(stats_sharing()), feeds, {f.name: f for f in feeds.values()},
+                   ows_layers())
 
     def refresh(self) -> None:
         """Rebuild every part from layers() (after load_published) into these containers."""
@@ -412,3 +436,58 @@ def backup_stores(data_dir) -> dict:
     d = Path(data_dir)
     return {"rasters": raster_dir(d), "3d": tilesets(d), "opendata": opendata(d),
             "case-photos": photos(d)}
+
+
+def ows_layers() -> dict:
+    """Every layer as WMS / WFS serve it (gisplatform/services): its columns, the personal
+    ones with their mask kind, and the style of its vector tiles (the same colour and
+    label as the MapLibre style)."""
+    from .services.mapfile import Column, OwsLayer
+    from .services.service import ServedLayer
+
+    sources = tile_sources()
+    out = {}
+    for layer in layers().values():
+        src = sources.get(layer.name)
+        label = layer.spec.extra.get("label")
+        out[layer.name] = ServedLayer(layer.sharing, OwsLayer(
+            layer.name, layer.spec.title, layer.spec.geometry_type, layer.spec.version_table,
+            tuple(Column(a.name, "v." + _ident(a.name), a.type) for a in layer.spec.attributes),
+            color=src.color if src else "#3388ff",
+            label=label if label in layer.spec.attribute_names else None,
+            detail_zoom=src.detail_zoom if src else 12, abstract=layer.spec.description),
+            personal_masks(layer.spec.attributes))
+    return out
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def ows_rasters(connection, data_dir) -> Callable:
+    """The orthophoto WMS draws at an instant (None = now): the latest registered at or
+    before it, from the raster registry (tiles/raster.py)."""
+    from tiles.raster import COLUMNS, Raster, raster_dir
+
+    from .services.mapfile import RasterLayer
+
+    def at(when) -> list:
+        with connection() as conn:
+            row = conn.execute(f"select {COLUMNS} from city.rasters where kind = 'ortho'"
+                               " and at <= coalesce(%s::timestamptz, now())"
+                               " order by at desc, name limit 1", (when,)).fetchone()
+        if row is None:
+            return []
+        r = Raster.from_row(row)
+        return [RasterLayer("ortho", "正射影像 Orthophoto", str(raster_dir(data_dir)), r.path,
+                            r.bounds)]
+    return at
+
+
+def ows_hillshade(connection) -> Callable[[], bool]:
+    """Whether WMTS offers the hillshade: a DEM is registered."""
+    def registered() -> bool:
+        with connection() as conn:
+            return conn.execute("select exists (select 1 from city.rasters where kind = 'dem')"
+                                ).fetchone()[0]
+    return registered

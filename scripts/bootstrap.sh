@@ -128,3 +128,14 @@ if [ -z "${GISPLATFORM_LABEL_FONT:-}" ] && [ ! -f "$LABEL_FONT" ]; then
   apt_install "The map labels' font is" $LABEL_FONT_PACKAGES
   [ -f "$LABEL_FONT" ] || { echo "error: installed $LABEL_FONT_PACKAGES but $LABEL_FONT is still missing" >&2; exit 1; }
 fi
+# WMS / WFS: MapServer's mapserv, run by the platform (gisplatform/services/mapserv.py)
+if [ ! -x "$MAPSERV" ]; then
+  apt_install "MapServer (for /wms and /wfs) is" $MAPSERVER_PACKAGES
+  [ -x "$MAPSERV" ] || { echo "error: installed $MAPSERVER_PACKAGES but $MAPSERV is still missing" >&2; exit 1; }
+fi
+# `make test` only (--test): QGIS's Python bindings, with which the tests open the QGIS project
+have_qgis() { /usr/bin/python3 -c 'import qgis.core' >/dev/null 2>&1; }
+if [ "${1:-}" = --test ] && ! have_qgis; then
+  apt_install "QGIS's Python bindings (for the tests) are" $QGIS_PACKAGES
+  have_qgis || { echo "error: installed $QGIS_PACKAGES but /usr/bin/python3 cannot import qgis.core" >&2; exit 1; }
+fi

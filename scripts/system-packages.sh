@@ -17,3 +17,10 @@ CJK_FONT_PACKAGES="fonts-wqy-microhei fontconfig"
 # TrueType file with Chinese and Latin
 LABEL_FONT_PACKAGES="fonts-droid-fallback"
 LABEL_FONT=/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf
+# WMS / WFS (gisplatform/services): MapServer 8's `mapserv` FastCGI binary, which the
+# platform runs itself; mapserver-bin's Depends bring libmapserver2 with PostGIS and GDAL
+MAPSERVER_PACKAGES="mapserver-bin"
+MAPSERV=/usr/bin/mapserv
+# the tests only (`make test`): QGIS opens /qgis/project.qgz headless. Debian's
+# python3-qgis binds the system Python (/usr/bin/python3), which the tests run it with
+QGIS_PACKAGES="python3-qgis"

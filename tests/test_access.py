@@ -96,6 +96,11 @@ def leaked(r: httpx.Response, secrets: set[str]) -> set[str]:
     ctype = r.headers.get("content-type", "")
     if "json" in ctype:
         found |= set(_strings(r.json())) & secrets
+    elif "xml" in ctype:  # WFS GML, WMS GetFeatureInfo GML: every secret as text
+        import html
+
+        text = html.unescape(r.text)
+        found |= {s for s in secrets if s in text}
     elif "csv" in ctype:
         found |= {cell for row in csv.reader(io.StringIO(r.text)) for cell in row} & secrets
     elif "mapbox-vector-tile" in ctype and r.content:
@@ -140,6 +145,18 @@ def crawl(base: str, headers: dict) -> list[httpx.Response]:
                 get(f"/ogc/collections/{name}/tiles/WebMercatorQuad/14/6149/13818")
         get("/tiles/")
         get("/tiles/style.json")
+        # WFS (GML and GeoJSON), WMS GetFeatureInfo over the urban core, the capabilities
+        for name in tile_layers - {"population-grid"}:
+            for fmt in ("application/json", "application/gml+xml; version=3.2"):
+                get("/wfs", SERVICE="WFS", VERSION="2.0.0", REQUEST="GetFeature",
+                    TYPENAMES=name, COUNT=200, OUTPUTFORMAT=fmt)
+            get("/wms", SERVICE="WMS", VERSION="1.3.0", REQUEST="GetFeatureInfo",
+                LAYERS=name, QUERY_LAYERS=name, STYLES="", CRS="EPSG:3857",
+                BBOX="13790000,5140000,13800000,5150000", WIDTH=10, HEIGHT=10, I=5, J=5,
+                FEATURE_COUNT=50, INFO_FORMAT="application/json", FORMAT="image/png")
+        for path in ("/wms", "/wfs", "/wmts"):
+            get(path, SERVICE=path[1:].upper(), REQUEST="GetCapabilities")
+        get("/wfs", SERVICE="WFS", VERSION="2.0.0", REQUEST="DescribeFeatureType")
         for ts in get("/3d/").json()["tilesets"]:
             doc = get(f"/3d/{ts['name']}/tileset.json").json()
             stack, uris = [doc["root"]], []
@@ -191,8 +208,9 @@ def test_personal_grant_sees_values_and_every_such_read_is_audited(city, callers
     assert len(audits) == len(leaking), ([str(r.url) for r in leaking], audits)
     layers = {a[0] for a in audits}
     assert layers <= set(CONDITIONAL) | {"legal-persons"}, layers
-    for r in leaking:
-        assert "/ogc/collections/" in str(r.url), r.url
+    for r in leaking:  # feature reads only: OGC items, WFS GetFeature, WMS GetFeatureInfo
+        assert "/ogc/collections/" in str(r.url) or r.url.params.get("REQUEST") in (
+            "GetFeature", "GetFeatureInfo"), r.url
         assert not str(r.url).split("?")[0].endswith(".mvt")
 
 

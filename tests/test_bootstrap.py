@@ -74,7 +74,10 @@ def test_node_chromium_and_font_lists_reach_their_files():
             ("CHROMIUM_PACKAGES", ["/usr/bin/chromium"]),
             ("CJK_FONT_PACKAGES", [shutil.which("fc-list"),
                                    *glob.glob("/usr/share/fonts/truetype/wqy/wqy-microhei.tt*")[:1]]),
-            ("LABEL_FONT_PACKAGES", [str(get_settings().label_font)])):
+            ("LABEL_FONT_PACKAGES", [str(get_settings().label_font)]),
+            ("MAPSERVER_PACKAGES", ["/usr/bin/mapserv"]),
+            ("QGIS_PACKAGES", [p for p in glob.glob(
+                "/usr/lib/python3/dist-packages/qgis/core/__init__.py")] or [None])):
         reach = closure(package_list(var))
         for path in paths:
             assert path and Path(path).exists(), (var, path)
@@ -89,7 +92,9 @@ def test_the_bootstrap_checks_what_it_installed():
     for var, check in (("POSTGIS_PACKAGES", "have_postgis"), ("NODE_PACKAGES", "have_node"),
                        ("CHROMIUM_PACKAGES", '[ -x "$CHROMIUM" ]'),
                        ("CJK_FONT_PACKAGES", "have_cjk_font"),
-                       ("LABEL_FONT_PACKAGES", '[ -f "$LABEL_FONT" ]')):
+                       ("LABEL_FONT_PACKAGES", '[ -f "$LABEL_FONT" ]'),
+                       ("MAPSERVER_PACKAGES", '[ -x "$MAPSERV" ]'),
+                       ("QGIS_PACKAGES", "have_qgis")):
         install = text.index(f"${var}")  # its apt_install line
         assert check in text[install:install + 400], (var, check)
     r = subprocess.run(["sh", "-c", ". scripts/system-packages.sh; set | grep _PACKAGES="],
